@@ -1,0 +1,1 @@
+//! The SR-IOV device plugin library.

@@ -1,0 +1,1 @@
+//! Generated kubelet APIs (filled in with the device plugin).

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting and lints, unit and fake-sysfs tests, real-kernel
+# tests in throwaway network namespaces (root), and the emulated SR-IOV lab scenarios.
+# Installs what it needs first (Debian packages, QEMU, the guest kernel, virtme-ng).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh lab
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test (unit, fake sysfs, netns, test kubelet)"
+cargo test --workspace

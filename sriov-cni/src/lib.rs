@@ -1,0 +1,1 @@
+//! The sriov CNI plugin library.

@@ -1,0 +1,4 @@
+//! Test helpers shared by the workspace's integration tests.
+#![allow(clippy::unwrap_used)]
+
+pub mod fakesys;
