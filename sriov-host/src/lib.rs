@@ -19,3 +19,5 @@ pub use mac::MacAddr;
 pub use pci::{PciAddress, PciId};
 pub use range::IndexSet;
 pub use sysfs::{Sysfs, SysfsError};
+pub mod provision;
+pub mod uevent;

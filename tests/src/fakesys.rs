@@ -10,7 +10,8 @@ use sriov_host::{PciAddress, Sysfs};
 
 /// A fake sysfs tree in a temporary directory (removed on drop).
 pub struct FakeSysfs {
-    dir: tempfile::TempDir,
+    root: PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// One PCI device to lay out.
@@ -77,7 +78,10 @@ impl FakeSysfs {
             .prefix("fakesys")
             .tempdir()
             .expect("tempdir");
-        let f = FakeSysfs { dir };
+        let f = FakeSysfs {
+            root: dir.path().to_path_buf(),
+            _dir: Some(dir),
+        };
         for d in [
             "bus/pci/devices",
             "bus/pci/drivers",
@@ -91,8 +95,16 @@ impl FakeSysfs {
         f
     }
 
+    /// A second handle on an existing tree (not removed when dropped).
+    pub fn attach(root: &Path) -> Self {
+        FakeSysfs {
+            root: root.to_path_buf(),
+            _dir: None,
+        }
+    }
+
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     pub fn sysfs(&self) -> Sysfs {

@@ -1,4 +1,5 @@
 //! Test helpers shared by the workspace's integration tests.
 #![allow(clippy::unwrap_used)]
 
+pub mod fakekernel;
 pub mod fakesys;

@@ -1,4 +1,5 @@
 //! Discovery against fake trees shaped like real hardware, and against this machine's own /sys.
+#![allow(clippy::unwrap_used)]
 
 use sriov_host::discovery::discover;
 use sriov_host::{PciId, Role, Sysfs};

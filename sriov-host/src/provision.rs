@@ -1,0 +1,642 @@
+//! VF provisioning: create VFs on a PF and bind each to the driver its pool needs, idempotently,
+//! refusing to disturb VFs in use, and leaving the PF as it was when the kernel does not comply.
+//!
+//! The order follows what the drivers need (docs/hardware.md): the PF link goes up before
+//! `sriov_numvfs` is written (bnxt silently creates nothing while its PF is down; igb VFs never
+//! get carrier); changing N to M VFs writes 0 first; every step is verified by reading sysfs back
+//! after the kernel's uevents, with a bounded wait.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::pci::PciAddress;
+use crate::range::IndexSet;
+use crate::sysfs::{Sysfs, SysfsError};
+use crate::uevent::UeventListener;
+
+/// Drivers that hand the device to userspace: such a VF never has a netdev.
+pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
+
+pub fn is_userspace_driver(driver: &str) -> bool {
+    USERSPACE_DRIVERS.contains(&driver)
+}
+
+/// How a `provision` entry names its PF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PfRef {
+    Netdev(String),
+    Pci(PciAddress),
+}
+
+impl fmt::Display for PfRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PfRef::Netdev(n) => f.write_str(n),
+            PfRef::Pci(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl PfRef {
+    /// A PCI address if it parses as one, else a netdev name.
+    pub fn parse(s: &str) -> PfRef {
+        s.parse()
+            .map(PfRef::Pci)
+            .unwrap_or_else(|_| PfRef::Netdev(s.to_string()))
+    }
+}
+
+/// One VF range and the driver it must be bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfDriverRule {
+    pub vfs: IndexSet,
+    pub driver: String,
+}
+
+/// What one `provision` entry asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionRequest {
+    pub pf: PfRef,
+    pub num_vfs: u32,
+    pub vf_drivers: Vec<VfDriverRule>,
+    pub link_up: bool,
+}
+
+/// The PF's link, as provisioning needs it. Implemented over rtnetlink by the daemon.
+pub trait PfLink {
+    fn is_up(&self, ifname: &str) -> Result<bool, String>;
+    fn set_up(&self, ifname: &str) -> Result<(), String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("provision {pf}: no such PF (no PCI device, and no netdev of that name in this network namespace)")]
+    NoPf { pf: PfRef },
+    #[error("provision {pf} ({pci}): not an SR-IOV PF (no sriov_totalvfs)")]
+    NotSriov { pf: PfRef, pci: PciAddress },
+    #[error("provision {pf} ({pci}): numVfs {asked} exceeds sriov_totalvfs {total}")]
+    TooManyVfs {
+        pf: PfRef,
+        pci: PciAddress,
+        asked: u32,
+        total: u32,
+    },
+    #[error("provision {pf}: vfDrivers names VF {index}, but numVfs is {num_vfs} (valid: 0-{max})", max = num_vfs.saturating_sub(1))]
+    RuleOutOfRange { pf: PfRef, index: u32, num_vfs: u32 },
+    #[error("provision {pf}: VF {index} is named by two vfDrivers entries ({a} and {b})")]
+    RuleOverlap {
+        pf: PfRef,
+        index: u32,
+        a: String,
+        b: String,
+    },
+    #[error("provision {pf}: invalid driver name {driver:?} (letters, digits, '_', '-', '.')")]
+    BadDriver { pf: PfRef, driver: String },
+    #[error("provision {pf}: PF {ifname} is down: drivers create no VFs (or VFs without carrier) while the PF is down; bring it up or set linkUp")]
+    PfDown { pf: PfRef, ifname: String },
+    #[error("provision {pf}: cannot bring PF {ifname} up: {reason}")]
+    LinkUp {
+        pf: PfRef,
+        ifname: String,
+        reason: String,
+    },
+    #[error("provision {pf}: {what} refused: VF {index} ({vf}) is in use by a pod ({evidence}); remove the pod first")]
+    InUse {
+        pf: PfRef,
+        what: String,
+        index: u32,
+        vf: PciAddress,
+        evidence: String,
+    },
+    #[error("provision {pf} ({pci}): the kernel created {got} of {asked} VFs{hint}; the PF was restored to {before} VFs")]
+    Created {
+        pf: PfRef,
+        pci: PciAddress,
+        got: u32,
+        asked: u32,
+        before: u32,
+        hint: String,
+    },
+    #[error("provision {pf} ({pci}): writing sriov_numvfs={value} failed: {source}")]
+    WriteNumVfs {
+        pf: PfRef,
+        pci: PciAddress,
+        value: u32,
+        source: SysfsError,
+    },
+    #[error("provision {pf}: driver {driver} is not loaded (no {path}); load it on the node (modprobe {driver})")]
+    DriverMissing {
+        pf: PfRef,
+        driver: String,
+        path: PathBuf,
+    },
+    #[error("provision {pf}: VF {index} ({vf}) has no IOMMU group: vfio-pci needs the IOMMU enabled (intel_iommu=on or amd_iommu=on with iommu=pt on x86, the SMMU on Arm)")]
+    NoIommu {
+        pf: PfRef,
+        index: u32,
+        vf: PciAddress,
+    },
+    #[error("provision {pf}: binding VF {index} ({vf}) to {driver} failed: {reason}")]
+    Bind {
+        pf: PfRef,
+        index: u32,
+        vf: PciAddress,
+        driver: String,
+        reason: String,
+    },
+    #[error("provision {pf}: {0}", pf = .1)]
+    Sysfs(SysfsError, PfRef),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProvisionReport {
+    pub pf: Option<PciAddress>,
+    pub link_raised: bool,
+    pub vfs_before: u32,
+    pub vfs_after: u32,
+    pub rebound: Vec<(u32, PciAddress, String)>,
+}
+
+impl ProvisionReport {
+    pub fn changed(&self) -> bool {
+        self.link_raised || self.vfs_before != self.vfs_after || !self.rebound.is_empty()
+    }
+}
+
+/// Bounds for the kernel's work.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub create: Duration,
+    pub bind: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            create: Duration::from_secs(30),
+            bind: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Carries out provisioning requests against one sysfs tree.
+pub struct Provisioner<'a> {
+    pub sysfs: &'a Sysfs,
+    pub link: &'a dyn PfLink,
+    /// Directories whose files name VFs attached to pods (the CNI's device-info files).
+    pub in_use_dirs: Vec<PathBuf>,
+    pub timeouts: Timeouts,
+    events: Option<UeventListener>,
+}
+
+impl<'a> Provisioner<'a> {
+    pub fn new(sysfs: &'a Sysfs, link: &'a dyn PfLink) -> Self {
+        let events = match UeventListener::open() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                debug!(error = %e, "no uevent socket; provisioning re-reads sysfs every 50 ms instead");
+                None
+            }
+        };
+        Provisioner {
+            sysfs,
+            link,
+            in_use_dirs: Vec::new(),
+            timeouts: Timeouts::default(),
+            events,
+        }
+    }
+
+    /// Wait until `done` holds or `limit` passes, re-checking after every uevent (or every 50 ms
+    /// without a uevent socket). Returns whether `done` held.
+    fn wait_for(&self, limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if done() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // A uevent can race with our first check: never sleep longer than 250 ms blind.
+            let slice = (deadline - now).min(Duration::from_millis(250));
+            match &self.events {
+                Some(l) => {
+                    let _ = l.wait(slice);
+                }
+                None => std::thread::sleep(slice.min(Duration::from_millis(50))),
+            }
+        }
+    }
+
+    fn resolve(
+        &self,
+        req: &ProvisionRequest,
+    ) -> Result<(PciAddress, Option<String>), ProvisionError> {
+        let pci = match &req.pf {
+            PfRef::Pci(a) if self.sysfs.exists(*a) => *a,
+            PfRef::Netdev(n) => match self.sysfs.netdev_pci(n) {
+                Ok(Some(a)) => a,
+                Ok(None) => return Err(ProvisionError::NoPf { pf: req.pf.clone() }),
+                Err(e) => return Err(ProvisionError::Sysfs(e, req.pf.clone())),
+            },
+            PfRef::Pci(_) => return Err(ProvisionError::NoPf { pf: req.pf.clone() }),
+        };
+        let ifname = self
+            .sysfs
+            .netdevs(pci)
+            .map_err(|e| ProvisionError::Sysfs(e, req.pf.clone()))?
+            .into_iter()
+            .next();
+        Ok((pci, ifname))
+    }
+
+    /// Validate a request against the hardware without changing anything.
+    fn validate(
+        &self,
+        req: &ProvisionRequest,
+        pci: PciAddress,
+    ) -> Result<BTreeMap<u32, String>, ProvisionError> {
+        let pf = || req.pf.clone();
+        let total = self
+            .sysfs
+            .total_vfs(pci)
+            .map_err(|e| ProvisionError::Sysfs(e, pf()))?
+            .ok_or(ProvisionError::NotSriov { pf: pf(), pci })?;
+        if req.num_vfs > total {
+            return Err(ProvisionError::TooManyVfs {
+                pf: pf(),
+                pci,
+                asked: req.num_vfs,
+                total,
+            });
+        }
+        let mut want: BTreeMap<u32, String> = BTreeMap::new();
+        for rule in &req.vf_drivers {
+            let ok = !rule.driver.is_empty()
+                && rule
+                    .driver
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c))
+                && rule.driver != "."
+                && rule.driver != "..";
+            if !ok {
+                return Err(ProvisionError::BadDriver {
+                    pf: pf(),
+                    driver: rule.driver.clone(),
+                });
+            }
+            for i in rule.vfs.iter() {
+                if i >= req.num_vfs {
+                    return Err(ProvisionError::RuleOutOfRange {
+                        pf: pf(),
+                        index: i,
+                        num_vfs: req.num_vfs,
+                    });
+                }
+                if let Some(prev) = want.insert(i, rule.driver.clone()) {
+                    return Err(ProvisionError::RuleOverlap {
+                        pf: pf(),
+                        index: i,
+                        a: prev,
+                        b: rule.driver.clone(),
+                    });
+                }
+            }
+        }
+        for driver in want.values() {
+            let path = self.sysfs.driver_dir(driver);
+            if !path.exists() {
+                return Err(ProvisionError::DriverMissing {
+                    pf: pf(),
+                    driver: driver.clone(),
+                    path,
+                });
+            }
+        }
+        Ok(want)
+    }
+
+    /// Why `vf` counts as in use by a pod, if it does.
+    pub fn in_use(&self, vf: PciAddress) -> Option<String> {
+        let driver = self.sysfs.driver(vf).ok().flatten();
+        if let Some(d) = &driver {
+            if !is_userspace_driver(d)
+                && self
+                    .sysfs
+                    .netdevs(vf)
+                    .map(|n| n.is_empty())
+                    .unwrap_or(false)
+            {
+                return Some(format!(
+                    "bound to {d} but its netdev is not in the host network namespace"
+                ));
+            }
+        }
+        let needle = vf.to_string();
+        for dir in &self.in_use_dirs {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for ent in rd.flatten() {
+                let path = ent.path();
+                let named = ent.file_name().to_string_lossy().contains(&needle);
+                let mentions = || {
+                    std::fs::read_to_string(&path)
+                        .map(|s| s.contains(&needle))
+                        .unwrap_or(false)
+                };
+                if named || mentions() {
+                    return Some(format!("device-info file {}", path.display()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Provision one PF. Idempotent: when the PF already matches, nothing is written.
+    pub fn apply(&self, req: &ProvisionRequest) -> Result<ProvisionReport, ProvisionError> {
+        let pf = || req.pf.clone();
+        let (pci, ifname) = self.resolve(req)?;
+        let want = self.validate(req, pci)?;
+        let current = self
+            .sysfs
+            .num_vfs(pci)
+            .map_err(|e| ProvisionError::Sysfs(e, pf()))?
+            .unwrap_or(0);
+        let vfs = self
+            .sysfs
+            .virtfns(pci)
+            .map_err(|e| ProvisionError::Sysfs(e, pf()))?;
+        let mut report = ProvisionReport {
+            pf: Some(pci),
+            vfs_before: current,
+            vfs_after: current,
+            ..Default::default()
+        };
+
+        // The link first: a down PF makes VF creation silently fail on bnxt and igb.
+        if let Some(ifname) = &ifname {
+            let up = self
+                .link
+                .is_up(ifname)
+                .map_err(|reason| ProvisionError::LinkUp {
+                    pf: pf(),
+                    ifname: ifname.clone(),
+                    reason,
+                })?;
+            if !up {
+                if req.link_up {
+                    self.link
+                        .set_up(ifname)
+                        .map_err(|reason| ProvisionError::LinkUp {
+                            pf: pf(),
+                            ifname: ifname.clone(),
+                            reason,
+                        })?;
+                    info!(pf = %pci, ifname, "PF link brought up");
+                    report.link_raised = true;
+                } else if current != req.num_vfs {
+                    return Err(ProvisionError::PfDown {
+                        pf: pf(),
+                        ifname: ifname.clone(),
+                    });
+                }
+            }
+        }
+
+        if current != req.num_vfs {
+            if let Some((index, vf, evidence)) = vfs
+                .iter()
+                .find_map(|(i, a)| self.in_use(*a).map(|e| (*i, *a, e)))
+            {
+                return Err(ProvisionError::InUse {
+                    pf: pf(),
+                    what: format!("changing the VF count from {current} to {}", req.num_vfs),
+                    index,
+                    vf,
+                    evidence,
+                });
+            }
+            let before: BTreeMap<u32, Option<String>> = vfs
+                .iter()
+                .map(|(i, a)| (*i, self.sysfs.driver(*a).ok().flatten()))
+                .collect();
+            self.set_num_vfs(req, pci, current, req.num_vfs)
+                .inspect_err(|_| {
+                    self.restore(req, pci, current, &before);
+                })?;
+            report.vfs_after = req.num_vfs;
+        }
+
+        // VFs created just now cannot be in a pod yet.
+        let fresh = report.vfs_after != report.vfs_before;
+        let vfs = self
+            .sysfs
+            .virtfns(pci)
+            .map_err(|e| ProvisionError::Sysfs(e, pf()))?;
+        for (index, vf) in vfs {
+            let Some(driver) = want.get(&index) else {
+                continue;
+            };
+            let cur = self
+                .sysfs
+                .driver(vf)
+                .map_err(|e| ProvisionError::Sysfs(e, pf()))?;
+            if cur.as_deref() == Some(driver.as_str()) {
+                continue;
+            }
+            if let Some(evidence) = self.in_use(vf).filter(|_| !fresh) {
+                return Err(ProvisionError::InUse {
+                    pf: pf(),
+                    what: format!("binding it to {driver}"),
+                    index,
+                    vf,
+                    evidence,
+                });
+            }
+            self.bind(req, index, vf, driver)?;
+            info!(pf = %pci, vf = %vf, index, driver, from = ?cur, "VF driver bound");
+            report.rebound.push((index, vf, driver.clone()));
+        }
+        if !report.changed() {
+            debug!(pf = %pci, num_vfs = current, "PF already provisioned as asked");
+        }
+        Ok(report)
+    }
+
+    /// Write `sriov_numvfs` (0 first when changing a non-zero count) and wait for the VFs.
+    fn set_num_vfs(
+        &self,
+        req: &ProvisionRequest,
+        pci: PciAddress,
+        current: u32,
+        n: u32,
+    ) -> Result<(), ProvisionError> {
+        let pf = || req.pf.clone();
+        let count = || self.sysfs.virtfns(pci).map(|v| v.len() as u32).unwrap_or(0);
+        if current != 0 {
+            self.sysfs
+                .write_attr(pci, "sriov_numvfs", "0")
+                .map_err(|source| ProvisionError::WriteNumVfs {
+                    pf: pf(),
+                    pci,
+                    value: 0,
+                    source,
+                })?;
+            self.wait_for(self.timeouts.create, || count() == 0);
+        }
+        if n == 0 {
+            info!(pf = %pci, "VFs removed");
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.sysfs
+            .write_attr(pci, "sriov_numvfs", &n.to_string())
+            .map_err(|source| ProvisionError::WriteNumVfs {
+                pf: pf(),
+                pci,
+                value: n,
+                source,
+            })?;
+        let created = self.wait_for(self.timeouts.create, || count() >= n);
+        let got = count();
+        if !created || got < n {
+            let hint = match self
+                .sysfs
+                .netdevs(pci)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+            {
+                Some(ifname) if !self.link.is_up(&ifname).unwrap_or(true) => {
+                    format!(" (PF {ifname} is down: bring it up or set linkUp)")
+                }
+                _ => " (see the kernel log for the driver's reason)".into(),
+            };
+            return Err(ProvisionError::Created {
+                pf: pf(),
+                pci,
+                got,
+                asked: n,
+                before: current,
+                hint,
+            });
+        }
+        // Let the kernel's default drivers finish probing so later rebinds see a stable state.
+        let vfs = self.sysfs.virtfns(pci).unwrap_or_default();
+        let autoprobe = self
+            .sysfs
+            .attr_opt(pci, "sriov_drivers_autoprobe")
+            .ok()
+            .flatten()
+            .as_deref()
+            != Some("0");
+        if autoprobe {
+            // Bound, and for kernel netdev drivers registered: a netdev-less VF looks "in a pod".
+            let bound = self.wait_for(self.timeouts.bind, || {
+                vfs.iter()
+                    .all(|(_, a)| match self.sysfs.driver(*a).ok().flatten() {
+                        None => false,
+                        Some(d) if is_userspace_driver(&d) => true,
+                        Some(_) => !self.sysfs.netdevs(*a).unwrap_or_default().is_empty(),
+                    })
+            });
+            if !bound {
+                warn!(pf = %pci, "not every new VF got a driver from the kernel; continuing");
+            }
+        }
+        info!(pf = %pci, num_vfs = n, ms = started.elapsed().as_millis() as u64, "VFs created");
+        Ok(())
+    }
+
+    /// Put a PF back to `count` VFs with their previous drivers, best-effort, after a failure.
+    fn restore(
+        &self,
+        req: &ProvisionRequest,
+        pci: PciAddress,
+        count: u32,
+        drivers: &BTreeMap<u32, Option<String>>,
+    ) {
+        let now = self.sysfs.virtfns(pci).map(|v| v.len() as u32).unwrap_or(0);
+        if now != count {
+            if let Err(e) = self.set_num_vfs(req, pci, now, count) {
+                warn!(pf = %pci, error = %e, "restoring the previous VF count failed");
+            }
+        }
+        for (index, vf) in self.sysfs.virtfns(pci).unwrap_or_default() {
+            if let Some(Some(d)) = drivers.get(&index) {
+                if self.sysfs.driver(vf).ok().flatten().as_deref() != Some(d.as_str()) {
+                    if let Err(e) = self.bind(req, index, vf, d) {
+                        warn!(pf = %pci, vf = %vf, error = %e, "restoring a VF's driver failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bind one VF to `driver`: `driver_override`, unbind from the current driver,
+    /// `drivers_probe`, then verify the `driver` link.
+    pub fn bind(
+        &self,
+        req: &ProvisionRequest,
+        index: u32,
+        vf: PciAddress,
+        driver: &str,
+    ) -> Result<(), ProvisionError> {
+        let fail = |reason: String| ProvisionError::Bind {
+            pf: req.pf.clone(),
+            index,
+            vf,
+            driver: driver.into(),
+            reason,
+        };
+        if driver == "vfio-pci"
+            && self
+                .sysfs
+                .iommu_group(vf)
+                .map_err(|e| fail(e.to_string()))?
+                .is_none()
+        {
+            return Err(ProvisionError::NoIommu {
+                pf: req.pf.clone(),
+                index,
+                vf,
+            });
+        }
+        self.sysfs
+            .write_attr(vf, "driver_override", driver)
+            .map_err(|e| fail(e.to_string()))?;
+        if let Some(cur) = self.sysfs.driver(vf).map_err(|e| fail(e.to_string()))? {
+            self.sysfs
+                .write_rel(&format!("bus/pci/drivers/{cur}/unbind"), &vf.to_string())
+                .map_err(|e| fail(format!("unbind from {cur}: {e}")))?;
+            self.wait_for(self.timeouts.bind, || {
+                self.sysfs.driver(vf).ok().flatten().is_none()
+            });
+        }
+        self.sysfs
+            .write_rel("bus/pci/drivers_probe", &vf.to_string())
+            .map_err(|e| fail(format!("drivers_probe: {e}")))?;
+        let ok = self.wait_for(self.timeouts.bind, || {
+            self.sysfs.driver(vf).ok().flatten().as_deref() == Some(driver)
+        });
+        if !ok {
+            let now = self
+                .sysfs
+                .driver(vf)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "no driver".into());
+            return Err(fail(format!(
+                "the device is bound to {now} after drivers_probe"
+            )));
+        }
+        Ok(())
+    }
+}
