@@ -19,5 +19,6 @@ pub use mac::MacAddr;
 pub use pci::{PciAddress, PciId};
 pub use range::IndexSet;
 pub use sysfs::{Sysfs, SysfsError};
+pub mod linkmon;
 pub mod provision;
 pub mod uevent;
