@@ -49,7 +49,7 @@ impl LinkMonitor {
         })
     }
 
-    /// Ask for every link's state; the answers arrive through [`LinkMonitor::next`] like any
+    /// Ask for every link's state; the answers arrive through [`LinkMonitor::recv`] like any
     /// notification, so a change that races with the dump is never lost.
     pub fn request_dump(&mut self) -> io::Result<()> {
         let mut hdr = NetlinkHeader::default();
@@ -69,7 +69,7 @@ impl LinkMonitor {
     /// Block until the kernel sends something; return the link states it carried (possibly
     /// none, e.g. for the end of a dump). Overflow (`ENOBUFS`) is reported as an error so the
     /// caller can re-dump.
-    pub fn next(&mut self) -> io::Result<Vec<LinkState>> {
+    pub fn recv(&mut self) -> io::Result<Vec<LinkState>> {
         self.buf.clear();
         let n = self.sock.recv(&mut self.buf, 0)?;
         let mut out = Vec::new();

@@ -38,7 +38,7 @@ fn reports_admin_state_and_carrier_changes() {
         setns(f, CloneFlags::CLONE_NEWNET).unwrap();
         let mut m = LinkMonitor::open().unwrap();
         m.request_dump().unwrap();
-        while let Ok(states) = m.next() {
+        while let Ok(states) = m.recv() {
             for s in states {
                 if tx.send(s).is_err() {
                     return;
