@@ -19,6 +19,7 @@ pub use mac::MacAddr;
 pub use pci::{PciAddress, PciId};
 pub use range::IndexSet;
 pub use sysfs::{Sysfs, SysfsError};
+pub mod filewatch;
 pub mod linkmon;
 pub mod provision;
 pub mod uevent;
