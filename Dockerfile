@@ -24,7 +24,7 @@ COPY . .
 # and other nodes ship older ones than bookworm). --target is given so that the static flag
 # applies to the binaries only, not to build scripts and proc-macros.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target,id=sriov-target-${TARGETARCH:-native} \
+    --mount=type=cache,target=/src/target,id=sriov-target-${TARGETARCH} \
     set -eux; \
     host="$(rustc -vV | sed -n 's/^host: //p')"; \
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$host" -p sriov-device-plugin -p sriov-cni; \
