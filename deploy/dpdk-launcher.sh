@@ -108,7 +108,7 @@ while [ $# -gt 0 ]; do
     --device=*) devices="$devices ${1#--device=}"; shift ;;
     --print) print=1; shift ;;
     --no-check) check=0; shift ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     --) shift; break ;;
     *) echo "$prog: unknown option $1" >&2; usage ;;
   esac
