@@ -285,6 +285,65 @@ def check_nad(doc, pools):
     return name
 
 
+def _run(argv, env):
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+
+
+def check_launcher(path):
+    """dpdk-launcher.sh against a fake sysfs and /dev: no root or DPDK needed."""
+    n = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        sysfs, dev = os.path.join(tmp, "sys"), os.path.join(tmp, "dev")
+        os.makedirs(os.path.join(sysfs, "bus/pci/devices/0000:08:02.0"))
+        os.makedirs(os.path.join(sysfs, "bus/pci/devices/0000:08:02.1"))
+        os.makedirs(os.path.join(dev, "vfio"))
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SYSFS_ROOT": sysfs, "DEV_ROOT": dev}
+        info = json.dumps({a: {"generic": {"deviceID": a}, "vfio": {"mount": "/dev/vfio/vfio", "dev-mount": f"/dev/vfio/{g}"}}
+                           for a, g in (("0000:08:02.0", 42), ("0000:08:02.1", 43))})
+        env = dict(base, PCIDEVICE_ARM_COM_PS225_DPDK="0000:08:02.0,0000:08:02.1", PCIDEVICE_ARM_COM_PS225_DPDK_INFO=info)
+        cases = [
+            # (argv, env, expected rc, expected stdout or None)
+            (["--resource", "arm.com/ps225_dpdk", "--print", "--no-check", "--", "dpdk-testpmd", "-l", "0-1", "--", "--auto-start"],
+             env, 0, "dpdk-testpmd -l 0-1 -a 0000:08:02.0 -a 0000:08:02.1 -- --auto-start"),
+            (["--print", "--no-check", "--", "app", "x y"], env, 0, "app 'x y' -a 0000:08:02.0 -a 0000:08:02.1"),
+            (["--print", "--", "app"], env, 1, None),  # /dev/vfio/42 missing
+            (["--print", "--", "app"], dict(base, PCIDEVICE_X="08:02.0"), 1, None),  # not a full address
+            (["--resource", "intel.com/nothing", "--print", "--", "app"], env, 1, None),
+            (["--print", "--", "app"], base, 1, None),  # no PCIDEVICE_* at all
+            (["--device", "0000:08:02.1", "--print", "--", "app"], base, 0, "app -a 0000:08:02.1"),  # not vfio-bound
+            (["--device", "0000:09:00.0", "--print", "--", "app"], base, 1, None),  # no such device
+            (["--print"], env, 2, None),
+        ]
+        for argv, e, rc, want in cases:
+            out = _run(["sh", path] + argv, e)
+            n += 1
+            if out.returncode != rc or (want is not None and out.stdout.strip() != want):
+                raise Fail(f"dpdk-launcher.sh {' '.join(argv)}: rc {out.returncode} (want {rc}), "
+                           f"stdout {out.stdout.strip()!r}, stderr {out.stderr.strip()!r}")
+    return n
+
+
+def check_install_cni(path):
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dest = os.path.join(tmp, "sriov"), os.path.join(tmp, "bin")
+        os.makedirs(dest)
+        with open(src, "w") as fh:
+            fh.write("binary")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_INSTALL_ONCE": "1"}
+        for _ in range(2):  # installing over an existing binary too
+            out = _run(["sh", path, src, dest], env)
+            if out.returncode != 0:
+                raise Fail(f"install-cni.sh: rc {out.returncode}: {out.stderr.strip()}")
+        if sorted(os.listdir(dest)) != ["sriov"]:
+            raise Fail(f"install-cni.sh left {sorted(os.listdir(dest))} in the destination")
+        st = os.stat(os.path.join(dest, "sriov"))
+        if st.st_mode & 0o777 != 0o755 or open(os.path.join(dest, "sriov")).read() != "binary":
+            raise Fail("install-cni.sh: installed file has the wrong mode or content")
+        if _run(["sh", path, src, os.path.join(tmp, "missing")], env).returncode == 0:
+            raise Fail("install-cni.sh succeeded without a destination directory")
+    return 3
+
+
 def dp_prefix_from_daemonset(doc):
     for c in doc["spec"]["template"]["spec"].get("containers", []):
         for a in c.get("args", []):
@@ -443,7 +502,8 @@ def main():
 
         record(f"{cdir}/ (component)", build_component)
 
-    # Shell scripts shipped in the image.
+    # Shell scripts shipped in the image: syntax, then their behaviour where a check exists.
+    behaviour = {"deploy/dpdk-launcher.sh": check_launcher, "deploy/install-cni.sh": check_install_cni}
     for sh in sorted(glob.glob("deploy/*.sh")):
         def syntax(sh=sh):
             out = subprocess.run(["sh", "-n", sh], capture_output=True, text=True)
@@ -451,6 +511,8 @@ def main():
                 raise Fail(f"sh -n: {out.stderr.strip()}")
             if not os.access(sh, os.X_OK):
                 raise Fail("not executable")
+            if sh in behaviour:
+                return f"POSIX sh syntax, {behaviour[sh](sh)} behaviour checks"
             return "POSIX sh syntax"
         record(sh, syntax)
 
