@@ -13,3 +13,5 @@ echo "== cargo clippy --all-targets"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test (unit, fake sysfs, netns, test kubelet)"
 cargo test --workspace
+echo "== deploy/ manifests and config samples"
+bash scripts/validate-manifests.sh
