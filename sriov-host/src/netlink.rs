@@ -126,7 +126,8 @@ impl Netlink {
         self.seq
     }
 
-    /// Send one request and collect the replies until the ACK (or the end of a dump).
+    /// Send one request and collect the replies until the ACK (or the end of a dump). Requests
+    /// that are not dumps must carry `NLM_F_ACK`, or this would wait for an ACK forever.
     fn request(
         &mut self,
         msg: RouteNetlinkMessage,
@@ -190,7 +191,12 @@ impl Netlink {
     }
 
     fn get_link(&mut self, msg: LinkMessage, target: &str) -> Result<LinkMessage> {
-        let replies = match self.request(RouteNetlinkMessage::GetLink(msg), 0, "get link", target) {
+        let replies = match self.request(
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_ACK,
+            "get link",
+            target,
+        ) {
             Ok(r) => r,
             Err(e) if e.errno() == Some(libc_enodev()) => {
                 return Err(NetlinkError::NoLink(target.to_string()))
