@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-pub use sriov_tests::netbed::{Bed, BedVf, CniOut};
+pub use sriov_tests::netbed::{Att, Bed, BedVf, CniOut};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sriov");
 
@@ -27,7 +27,12 @@ pub fn sriov(
     netns: Option<&Path>,
     ifname: &str,
 ) -> CniOut {
-    bed.run(BIN, cmd, conf, cid, netns, ifname, &[])
+    let att = Att {
+        container_id: cid,
+        netns,
+        ifname,
+    };
+    bed.run(BIN, cmd, conf, &att, &[])
 }
 
 /// With `prevResult` added, as the runtime does for CHECK and DEL.

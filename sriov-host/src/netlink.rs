@@ -11,18 +11,14 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, VfInfo as NlVfInfo,
     VfInfoLinkState, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfLinkState as NlState,
     VfVlan, VfVlanInfo, VlanProtocol,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_route::route::RouteAddress;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use serde::{Deserialize, Serialize};
@@ -30,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::mac::MacAddr;
 use crate::netns;
 
+mod addr;
 mod vf;
 pub use vf::{VfInfo, VfLinkState, VlanProto};
 
@@ -128,7 +125,7 @@ impl Netlink {
 
     /// Send one request and collect the replies until the ACK (or the end of a dump). Requests
     /// that are not dumps must carry `NLM_F_ACK`, or this would wait for an ACK forever.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
@@ -394,91 +391,9 @@ impl Netlink {
         let info = NlVfInfo::LinkState(VfInfoLinkState::new(vf, st));
         self.set_vf(pf, info, "set VF link state", vf)
     }
-
-    pub fn add_address(&mut self, link: &Link, net: IpNet) -> Result<()> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = family(net.addr);
-        msg.header.prefix_len = net.prefix;
-        msg.header.index = link.index;
-        if net.addr.is_ipv4() {
-            msg.attributes.push(AddressAttribute::Local(net.addr));
-        }
-        msg.attributes.push(AddressAttribute::Address(net.addr));
-        self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            "add address",
-            &format!("{} ({net})", link.name),
-        )
-        .map(|_| ())
-    }
-
-    /// The addresses on a link (both families).
-    pub fn addresses(&mut self, link: &Link) -> Result<Vec<IpNet>> {
-        let msg = AddressMessage::default();
-        let replies = self.request(
-            RouteNetlinkMessage::GetAddress(msg),
-            NLM_F_DUMP,
-            "list addresses",
-            &link.name,
-        )?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == link.index => {
-                    let addr = a.attributes.iter().find_map(|x| match x {
-                        AddressAttribute::Address(ip) => Some(*ip),
-                        _ => None,
-                    })?;
-                    Some(IpNet {
-                        addr,
-                        prefix: a.header.prefix_len,
-                    })
-                }
-                _ => None,
-            })
-            .collect())
-    }
-
-    /// A route in the main table through `link`: to `dst`, via `gw` when given.
-    pub fn add_route(&mut self, link: &Link, dst: IpNet, gw: Option<IpAddr>) -> Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header = RouteHeader {
-            address_family: family(dst.addr),
-            destination_prefix_length: dst.prefix,
-            table: RouteHeader::RT_TABLE_MAIN,
-            protocol: RouteProtocol::Boot,
-            scope: if gw.is_some() {
-                RouteScope::Universe
-            } else {
-                RouteScope::Link
-            },
-            kind: RouteType::Unicast,
-            ..msg.header
-        };
-        if dst.prefix > 0 {
-            msg.attributes
-                .push(RouteAttribute::Destination(route_addr(dst.addr)));
-        }
-        if let Some(g) = gw {
-            msg.attributes.push(RouteAttribute::Gateway(route_addr(g)));
-        }
-        msg.attributes.push(RouteAttribute::Oif(link.index));
-        let target = match gw {
-            Some(g) => format!("{} ({dst} via {g})", link.name),
-            None => format!("{} ({dst})", link.name),
-        };
-        self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            "add route",
-            &target,
-        )
-        .map(|_| ())
-    }
 }
 
-fn family(ip: IpAddr) -> AddressFamily {
+pub(crate) fn family(ip: IpAddr) -> AddressFamily {
     if ip.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -486,7 +401,7 @@ fn family(ip: IpAddr) -> AddressFamily {
     }
 }
 
-fn route_addr(ip: IpAddr) -> RouteAddress {
+pub(crate) fn route_addr(ip: IpAddr) -> RouteAddress {
     match ip {
         IpAddr::V4(a) => RouteAddress::Inet(a),
         IpAddr::V6(a) => RouteAddress::Inet6(a),

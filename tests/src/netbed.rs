@@ -73,6 +73,14 @@ impl CniOut {
     }
 }
 
+/// Who an invocation is for: `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME`.
+#[derive(Debug, Clone, Copy)]
+pub struct Att<'a> {
+    pub container_id: &'a str,
+    pub netns: Option<&'a Path>,
+    pub ifname: &'a str,
+}
+
 /// A VF whose netdev is a veth end in the bed's host netns.
 #[derive(Debug, Clone)]
 pub struct BedVf {
@@ -257,11 +265,14 @@ impl Bed {
         bin: &str,
         cmd: &str,
         conf: &Value,
-        container_id: &str,
-        netns: Option<&Path>,
-        ifname: &str,
+        att: &Att,
         extra_env: &[(&str, &str)],
     ) -> CniOut {
+        let Att {
+            container_id,
+            netns,
+            ifname,
+        } = *att;
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.host, bin])
             .env("CNI_COMMAND", cmd)
