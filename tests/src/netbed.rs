@@ -311,6 +311,17 @@ impl Bed {
         }
     }
 
+    /// `program` prepared to run inside the host netns with the bed's sysfs root and state dir
+    /// in its environment (what a runtime on the node would run).
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.host])
+            .arg(program)
+            .env("SRIOV_SYSFS_ROOT", self.sys.root())
+            .env("SRIOV_CNI_STATE_DIR", self.state_dir());
+        c
+    }
+
     /// A host-local IPAM section with its data in the bed.
     pub fn host_local(&self, subnet: &str, gateway: &str) -> Value {
         serde_json::json!({
