@@ -354,3 +354,18 @@ fn announce(netns_path: &Path, ifname: &str) {
         tracing::debug!(error = %e, "cannot enable address announcement");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_valid_and_distinct() {
+        let pci: PciAddress = "0000:03:10.1".parse().unwrap();
+        let a = temp_name("c1", "net1", pci);
+        let b = temp_name("c2", "net1", pci);
+        assert!(crate::env::valid_ifname(&a) && a.starts_with("sv"), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, temp_name("c1", "net1", pci), "stable for one attachment");
+    }
+}

@@ -120,19 +120,18 @@ fn restore_netdev(
             None => tracing::info!("pod netns is gone; looking for the VF netdev in the host"),
         }
     }
-    // Wherever it is now in this netns: the VF's net/ entry, or the names it had.
+    // Wherever it is now in this netns: the VF's net/ entry (whatever it is called), else the
+    // names it had. The pod ifname is taken only when net/ lists it: another host netdev may
+    // carry the same name.
     let sysfs = Sysfs::new(&env.sysfs_root);
-    let mut candidates: Vec<String> = sysfs.netdevs(st.device_id).unwrap_or_default();
+    let listed: Vec<String> = sysfs.netdevs(st.device_id).unwrap_or_default();
+    let mut candidates = listed.clone();
     candidates.push(orig.name.clone());
-    if let Some(t) = &st.temp_name {
-        candidates.push(t.clone());
+    candidates.extend(st.temp_name.iter().cloned());
+    if listed.contains(&st.ifname) {
+        candidates.push(st.ifname.clone());
     }
-    candidates.push(st.ifname.clone());
-    let found = candidates.iter().find_map(|n| {
-        nl.link_by_name(n)
-            .ok()
-            .filter(|l| sysfs_owns(&sysfs, st, l))
-    });
+    let found = candidates.iter().find_map(|n| nl.link_by_name(n).ok());
     let Some(mut link) = found else {
         tracing::warn!(pci = %st.device_id, "VF netdev not found in the host netns; nothing to restore there");
         return;
@@ -140,13 +139,6 @@ fn restore_netdev(
     if let Err(e) = fix_link(nl, &mut link, orig) {
         errors.push(e);
     }
-}
-
-/// A link found by name is ours only if the VF's net/ directory lists it, or the directory is
-/// empty (the name we recorded is then the best evidence).
-fn sysfs_owns(sysfs: &Sysfs, st: &State, l: &Link) -> bool {
-    let names = sysfs.netdevs(st.device_id).unwrap_or_default();
-    names.is_empty() || names.contains(&l.name)
 }
 
 /// Rename, MAC, MTU and admin state back to `orig`, changing only what differs.

@@ -313,3 +313,70 @@ fn results_follow_the_config_version() {
     );
     assert_restored(&bed, &vf);
 }
+
+#[test]
+fn gc_releases_attachments_of_dead_pods_only() {
+    let Some(bed) = Bed::new("gc") else { return };
+    let (v1, v2) = (bed.add_vf(1), bed.add_vf(2));
+    let (p1, p2) = (bed.pod("p1"), bed.pod("p2"));
+    let c = |vf: &BedVf| conf(&vf.pci, json!({"cniVersion": "1.1.0", "mtu": 1400}));
+    ok(
+        &sriov(&bed, "ADD", &c(&v1), "dead1", Some(&p1), "net1"),
+        "ADD 1",
+    );
+    ok(
+        &sriov(&bed, "ADD", &c(&v2), "live2", Some(&p2), "net1"),
+        "ADD 2",
+    );
+    bed.delete_pod(&p1);
+    // v1's netdev comes back to the host (under its original name in this fake tree).
+    bed.ip_host(&[
+        "link", "add", &v1.netdev, "mtu", "1400", "type", "veth", "peer", "name", "vp1b",
+    ]);
+    let mut gc = c(&v1);
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "live2", "ifname": "net1"}]);
+    ok(&sriov(&bed, "GC", &gc, "", None, ""), "GC");
+    assert!(!bed.state_dir().join("dead1-net1.json").exists());
+    assert!(bed.state_dir().join("live2-net1.json").exists());
+    assert_eq!(
+        bed.link(None, &v1.netdev).unwrap().mtu,
+        1500,
+        "MTU restored"
+    );
+    assert!(
+        bed.link(Some(&p2), "net1").is_some(),
+        "live attachment untouched"
+    );
+    ok(&sriov(&bed, "STATUS", &c(&v1), "", None, ""), "STATUS");
+    ok(
+        &sriov(&bed, "DEL", &c(&v2), "live2", Some(&p2), "net1"),
+        "DEL",
+    );
+    assert_restored(&bed, &v2);
+}
+
+#[test]
+fn logs_go_to_the_log_file_never_stdout() {
+    let Some(bed) = Bed::new("logfile") else {
+        return;
+    };
+    let vf = bed.add_vf(1);
+    let pod = bed.pod("p1");
+    let log = bed.dir.path().join("sriov.log");
+    let c = conf(
+        &vf.pci,
+        json!({"logLevel": "debug", "logFile": log, "someForeignKey": 1}),
+    );
+    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    ok(&add, "ADD");
+    assert!(
+        add.stdout.trim_start().starts_with('{') && add.json.is_object(),
+        "stdout is only the result"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("attaching VF") && text.contains("someForeignKey"),
+        "{text}"
+    );
+    ok(&sriov(&bed, "DEL", &c, "c1", Some(&pod), "net1"), "DEL");
+}
