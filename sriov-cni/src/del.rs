@@ -80,7 +80,8 @@ pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -
         _ => None,
     };
     if let Some((pfname, orig)) = &pf_ctx {
-        pf::restore_mac(&mut nl, pfname, orig, &st.applied, &mut errors);
+        let netdev_mac = st.netdev.as_ref().and_then(|n| n.mac);
+        pf::restore_mac(&mut nl, pfname, orig, &st.applied, netdev_mac, &mut errors);
     }
     if st.mode == Mode::Kernel {
         if let Some(orig) = &st.netdev {

@@ -106,22 +106,37 @@ pub fn apply_mac(
     Ok(())
 }
 
-/// Put the admin MAC back to its recorded value (first step of a restore: the VF netdev's own
-/// MAC can be restored only after the PF lets go of the one ADD set).
+/// Put the admin MAC back (first step of a restore: the VF netdev's own MAC can be restored only
+/// after the PF lets go of the one ADD set).
+///
+/// When the recorded admin MAC is the VF netdev's own original MAC (`netdev_mac`), it was the
+/// VF's MAC rather than one an administrator set: clear the admin MAC (zeros) so the VF owns its
+/// MAC again, as before ADD; the netdev's MAC is restored next. A driver that refuses zeros gets
+/// the recorded value. Otherwise (DPDK mode, or a distinct admin MAC) the recorded value is set.
 pub fn restore_mac(
     nl: &mut Netlink,
     pf: &str,
     orig: &VfInfo,
     applied: &PfSettings,
+    netdev_mac: Option<MacAddr>,
     errors: &mut Vec<String>,
 ) {
-    if applied.mac.is_some() {
-        if let Err(e) = nl.set_vf_mac(pf, orig.index, orig.mac) {
-            errors.push(format!(
-                "restoring VF {} admin MAC {} on {pf}: {e}",
-                orig.index, orig.mac
-            ));
+    if applied.mac.is_none() {
+        return;
+    }
+    if netdev_mac == Some(orig.mac) && !orig.mac.is_zero() {
+        match nl.set_vf_mac(pf, orig.index, MacAddr::ZERO) {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "PF refuses a zero admin MAC; setting the recorded one")
+            }
         }
+    }
+    if let Err(e) = nl.set_vf_mac(pf, orig.index, orig.mac) {
+        errors.push(format!(
+            "restoring VF {} admin MAC {} on {pf}: {e}",
+            orig.index, orig.mac
+        ));
     }
 }
 

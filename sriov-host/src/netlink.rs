@@ -321,11 +321,7 @@ impl Netlink {
 
     fn set_vf(&mut self, pf: &str, info: NlVfInfo, op: &'static str, vf: u32) -> Result<()> {
         let index = self.link_by_name(pf)?.index;
-        let msg = Self::link_msg(
-            index,
-            vec![LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])])],
-        );
-        self.set_link(msg, op, &format!("{pf} vf {vf}"))
+        self.set_link(vf_msg(index, info), op, &format!("{pf} vf {vf}"))
     }
 
     pub fn set_vf_mac(&mut self, pf: &str, vf: u32, mac: MacAddr) -> Result<()> {
@@ -345,17 +341,7 @@ impl Netlink {
         qos: u8,
         proto: VlanProto,
     ) -> Result<()> {
-        let proto = match proto {
-            VlanProto::Dot1Q => VlanProtocol::Ieee8021Q,
-            VlanProto::Dot1Ad => VlanProtocol::Ieee8021Ad,
-        };
-        let info = VfVlanInfo::new(vf, vlan.into(), qos.into(), proto);
-        self.set_vf(
-            pf,
-            NlVfInfo::VlanList(vec![VfVlan::Info(info)]),
-            "set VF VLAN",
-            vf,
-        )
+        self.set_vf(pf, vlan_info(vf, vlan, qos, proto), "set VF VLAN", vf)
     }
 
     pub fn set_vf_spoofchk(&mut self, pf: &str, vf: u32, on: bool) -> Result<()> {
@@ -391,6 +377,28 @@ impl Netlink {
         let info = NlVfInfo::LinkState(VfInfoLinkState::new(vf, st));
         self.set_vf(pf, info, "set VF link state", vf)
     }
+}
+
+/// `RTM_SETLINK` on the PF: `IFLA_VFINFO_LIST { IFLA_VF_INFO { <one setting> } }`.
+fn vf_msg(pf_index: u32, info: NlVfInfo) -> LinkMessage {
+    Netlink::link_msg(
+        pf_index,
+        vec![LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])])],
+    )
+}
+
+/// The VLAN setting as the kernel takes it, with the tag protocol (`IFLA_VF_VLAN_LIST`).
+fn vlan_info(vf: u32, vlan: u16, qos: u8, proto: VlanProto) -> NlVfInfo {
+    let proto = match proto {
+        VlanProto::Dot1Q => VlanProtocol::Ieee8021Q,
+        VlanProto::Dot1Ad => VlanProtocol::Ieee8021Ad,
+    };
+    NlVfInfo::VlanList(vec![VfVlan::Info(VfVlanInfo::new(
+        vf,
+        vlan.into(),
+        qos.into(),
+        proto,
+    ))])
 }
 
 pub(crate) fn family(ip: IpAddr) -> AddressFamily {
@@ -430,3 +438,7 @@ fn to_link(m: &LinkMessage) -> Link {
     }
     link
 }
+
+#[cfg(test)]
+#[path = "netlink/tests.rs"]
+mod tests;
