@@ -12,6 +12,12 @@ fn init_logging(stdin: &[u8]) {
     let level = level
         .or_else(|| std::env::var("SRIOV_CNI_LOG_LEVEL").ok())
         .unwrap_or_else(|| "warn".into());
+    // Upstream's level names: "warning" and "panic" are not tracing levels.
+    let level = match level.to_ascii_lowercase().as_str() {
+        "warning" => "warn".to_string(),
+        "panic" | "fatal" => "error".to_string(),
+        _ => level,
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()

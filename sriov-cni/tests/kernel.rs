@@ -47,6 +47,22 @@ fn add_check_del_restores_everything() {
         "default",
     ]);
     assert!(routes.contains("via 10.77.1.1"), "{routes}");
+    let ns = pod.file_name().unwrap().to_str().unwrap();
+    let notify = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            "/proc/sys/net/ipv4/conf/net1/arp_notify",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&notify.stdout).trim(),
+        "1",
+        "gratuitous ARP on link up"
+    );
     let state = bed.state_dir().join("c1-net1.json");
     assert!(state.exists());
 
@@ -283,4 +299,54 @@ fn parallel_adds_on_different_vfs() {
         );
         assert_restored(&bed, vf);
     }
+}
+
+#[test]
+fn dual_stack_addresses_and_routes() {
+    let Some(bed) = Bed::new("dual_stack") else {
+        return;
+    };
+    let vf = bed.add_vf(1);
+    let pod = bed.pod("p1");
+    let ipam = json!({
+        "type": "host-local",
+        "dataDir": bed.ipam_dir(),
+        "ranges": [
+            [{"subnet": "10.77.8.0/24", "gateway": "10.77.8.1"}],
+            [{"subnet": "fd00:77:8::/64", "gateway": "fd00:77:8::1"}]
+        ],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+    });
+    let c = conf(&vf.pci, json!({"ipam": ipam}));
+    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    ok(&add, "dual-stack ADD");
+    let addrs = bed.addrs(Some(&pod), "net1");
+    assert!(addrs.contains(&"10.77.8.2/24".to_string()), "{addrs:?}");
+    assert!(addrs.contains(&"fd00:77:8::2/64".to_string()), "{addrs:?}");
+    let ns = pod.file_name().unwrap().to_str().unwrap();
+    let r6 = sriov_tests::netbed::ip(&["-6", "-n", ns, "route", "show", "default"]);
+    assert!(r6.contains("via fd00:77:8::1"), "{r6}");
+    ok(
+        &sriov(
+            &bed,
+            "CHECK",
+            &with_prev(&c, &add.json),
+            "c1",
+            Some(&pod),
+            "net1",
+        ),
+        "CHECK",
+    );
+    ok(
+        &sriov(
+            &bed,
+            "DEL",
+            &with_prev(&c, &add.json),
+            "c1",
+            Some(&pod),
+            "net1",
+        ),
+        "DEL",
+    );
+    assert_restored(&bed, &vf);
 }
