@@ -51,7 +51,7 @@ fn add_del_wall_time() {
         ));
         n.push(cycle(BIN, &bare_conf, "bench-n", "net3"));
     }
-    println!("\nADD+DEL wall time, {ITERATIONS} interleaved iterations (each plugin run via `ip netns exec`):");
+    println!("\nADD+DEL wall time, {ITERATIONS} interleaved iterations (plugins spawned inside the test host netns):");
     println!("{:<36} {:>10} {:>10}", "plugin", "median ms", "p95 ms");
     for (name, v) in [
         ("sriov + host-local", s),

@@ -273,9 +273,10 @@ impl Bed {
             netns,
             ifname,
         } = *att;
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.host, bin])
-            .env("CNI_COMMAND", cmd)
+        // Spawned from a thread inside the host netns: the child inherits that thread's
+        // namespace (no `ip netns exec` and its mount-namespace set-up on every run).
+        let mut c = Command::new(bin);
+        c.env("CNI_COMMAND", cmd)
             .env("CNI_CONTAINERID", container_id)
             .env(
                 "CNI_NETNS",
@@ -293,15 +294,19 @@ impl Bed {
         for (k, v) in extra_env {
             c.env(k, v);
         }
-        let mut child = c.spawn().expect("spawn plugin");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin
-                .write_all(conf.to_string().as_bytes())
-                .expect("write stdin");
-        }
-        let out = child.wait_with_output().expect("wait plugin");
+        let host = PathBuf::from("/run/netns").join(&self.host);
+        let out = sriov_host::netns::run_in(&host, || {
+            let mut child = c.spawn().expect("spawn plugin");
+            {
+                use std::io::Write;
+                let mut stdin = child.stdin.take().expect("stdin");
+                stdin
+                    .write_all(conf.to_string().as_bytes())
+                    .expect("write stdin");
+            }
+            child.wait_with_output().expect("wait plugin")
+        })
+        .expect("enter the host netns");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         CniOut {
             ok: out.status.success(),
