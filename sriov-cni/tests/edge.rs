@@ -409,3 +409,34 @@ fn ifname_taken_in_the_pod_rolls_back() {
         .flatten()
         .all(|e| !e.file_name().to_string_lossy().ends_with(".json")));
 }
+
+#[test]
+fn cni_args_mac_and_check_without_add() {
+    let Some(bed) = Bed::new("cni_args") else {
+        return;
+    };
+    let vf = bed.add_vf(1);
+    let pod = bed.pod("p1");
+    let c = conf(&vf.pci, json!({}));
+    let att = Att {
+        container_id: "c1",
+        netns: Some(&pod),
+        ifname: "net1",
+    };
+    // CNI_ARGS MAC= is a PF-side setting too: on a PF without VF info it is refused by name.
+    let mac = bed.run(
+        BIN,
+        "ADD",
+        &c,
+        &att,
+        &[("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:33")],
+    );
+    assert_eq!(mac.code(), Some(101), "{}", mac.stdout);
+    assert!(mac.msg().starts_with("mac"), "{}", mac.msg());
+    let bad = bed.run(BIN, "ADD", &c, &att, &[("CNI_ARGS", "MAC=02:00")]);
+    assert_eq!(bad.code(), Some(4), "{}", bad.stdout);
+    assert!(bad.msg().contains("CNI_ARGS MAC"), "{}", bad.msg());
+    let chk = sriov(&bed, "CHECK", &c, "c1", Some(&pod), "net1");
+    assert_eq!(chk.code(), Some(3), "{}", chk.stdout);
+    assert_restored(&bed, &vf);
+}
