@@ -50,7 +50,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         Mode::Dpdk
     } else {
         return Err(CniError::op(format!(
-            "VF {pci} has no netdev in this network namespace and its driver ({}) is not a userspace driver (vfio-pci, uio_pci_generic, igb_uio)",
+            "VF {pci} has no netdev in this network namespace and its driver ({}) is not a userspace driver (vfio-pci, uio_pci_generic, igb_uio): it may be in use in another network namespace",
             vf.driver.as_deref().unwrap_or("none")
         )));
     };
