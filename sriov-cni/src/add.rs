@@ -197,7 +197,12 @@ struct Run<'a> {
 impl Run<'_> {
     fn pf_settings(&self, nl: &mut Netlink, st: &mut State) -> Result<()> {
         if let (Some(pf), Some(orig)) = (st.pf_netdev.clone(), st.vf_orig.clone()) {
-            pf::apply(nl, &pf, st.vf_index, &self.conf.pf, &orig, &mut st.applied)?;
+            let r = pf::apply(nl, &pf, st.vf_index, &self.conf.pf, &orig, &mut st.applied);
+            if !st.applied.requested().is_empty() {
+                // A DEL after a crash from here on must restore them.
+                st.save(&self.env.state_dir)?;
+            }
+            r?;
         }
         Ok(())
     }
