@@ -24,6 +24,25 @@ pub enum Ipam {
 pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
     let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
     let Some(first) = State::load(&p)? else {
+        if let Some((st, file)) = crate::legacy::load(
+            &env.state_dir,
+            &env.container_id,
+            &env.ifname,
+            env.netns.as_deref(),
+        ) {
+            tracing::info!(cache = %file.display(), "releasing an attachment made by the previous sriov-cni");
+            let _lock = VfLock::acquire(&env.state_dir, st.device_id)?;
+            let errors = teardown(&st, env, Ipam::Always, &[]);
+            if !errors.is_empty() {
+                return Err(CniError::op(format!(
+                    "releasing VF {}: {}",
+                    st.device_id,
+                    errors.join("; ")
+                )));
+            }
+            let _ = std::fs::remove_file(&file);
+            return Ok(());
+        }
         tracing::info!(state = %p.display(), "no state recorded; nothing to restore");
         if let Some(t) = &conf.ipam_type {
             match ipam::find(&env.path, t) {

@@ -4,6 +4,7 @@
 //! - [`env`]: the CNI environment; [`netconf`]: the validated network config
 //! - [`vf`]: resolving a VF through sysfs; [`pf`]: PF-side VF settings
 //! - [`add`], [`del`], [`check`]: the commands; [`state`]: what ADD recorded, and the VF lock
+//! - [`legacy`]: attachments made by the Go sriov-cni, released by DEL
 //! - [`ipam`]: IPAM delegation; [`result`], [`version`]: results in every supported version
 
 pub mod add;
@@ -12,6 +13,7 @@ pub mod del;
 pub mod env;
 pub mod error;
 pub mod ipam;
+pub mod legacy;
 pub mod netconf;
 pub mod pf;
 pub mod result;

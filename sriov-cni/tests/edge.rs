@@ -440,3 +440,53 @@ fn cni_args_mac_and_check_without_add() {
     assert_eq!(chk.code(), Some(3), "{}", chk.stdout);
     assert_restored(&bed, &vf);
 }
+
+#[test]
+fn del_releases_an_attachment_made_by_the_go_plugin() {
+    let Some(bed) = Bed::new("legacy") else {
+        return;
+    };
+    let vf = bed.add_vf(1);
+    let pod = bed.pod("p1");
+    let ns = pod.file_name().unwrap().to_str().unwrap();
+    // What the Go plugin leaves: the netdev in the pod as net1, and its cache file.
+    bed.ip_host(&["link", "set", &vf.netdev, "netns", ns]);
+    sriov_tests::netbed::ip(&[
+        "-n",
+        ns,
+        "link",
+        "set",
+        &vf.netdev,
+        "name",
+        "net1",
+        "mtu",
+        "1400",
+        "address",
+        "02:99:00:00:00:01",
+        "up",
+    ]);
+    std::fs::create_dir_all(bed.state_dir()).unwrap();
+    let cache = json!({
+        "cniVersion": "0.3.1", "name": "sriov-network", "type": "sriov", "deviceID": vf.pci,
+        "Master": "pf0", "VFID": 1, "MAC": "", "MTU": 1500, "ContIFNames": "net1",
+        "OrigVfState": {"HostIFName": vf.netdev, "EffectiveMAC": vf.mac, "AdminMAC": "00:00:00:00:00:00",
+            "SpoofChk": false, "Trust": false, "LinkState": 0, "MinTxRate": 0, "MaxTxRate": 0,
+            "Vlan": 0, "VlanQoS": 0, "VlanProto": 0},
+        "vlan": null, "vlanQoS": null, "vlanProto": null, "min_tx_rate": null, "max_tx_rate": null,
+        "runtimeConfig": {}
+    });
+    let file = bed.state_dir().join("c9-net1");
+    std::fs::write(&file, cache.to_string()).unwrap();
+    let del = sriov(
+        &bed,
+        "DEL",
+        &conf(&vf.pci, json!({})),
+        "c9",
+        Some(&pod),
+        "net1",
+    );
+    ok(&del, "DEL of a Go-plugin attachment");
+    assert!(bed.link(Some(&pod), "net1").is_none());
+    assert_restored(&bed, &vf);
+    assert!(!file.exists(), "cache removed");
+}
