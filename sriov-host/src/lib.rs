@@ -10,6 +10,8 @@
 pub mod devinfo;
 pub mod discovery;
 pub mod mac;
+pub mod netlink;
+pub mod netns;
 pub mod pci;
 pub mod range;
 pub mod sysfs;

@@ -3,3 +3,4 @@
 
 pub mod fakekernel;
 pub mod fakesys;
+pub mod netbed;

@@ -1,0 +1,230 @@
+//! DEL, and the teardown shared with ADD's undo and stale-holder cleanup: restore exactly what
+//! the state records, in reverse order, best effort, reporting every failure.
+
+use std::fs::File;
+
+use sriov_host::netlink::{Link, Netlink};
+use sriov_host::{netns, Sysfs};
+
+use crate::env::Env;
+use crate::error::{CniError, Result};
+use crate::netconf::NetConf;
+use crate::state::{self, Mode, NetdevState, State, VfLock};
+use crate::{ipam, pf};
+
+/// When teardown runs IPAM DEL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipam {
+    /// Only if IPAM ADD succeeded (ADD's undo).
+    IfDone,
+    /// Whenever the attachment has IPAM (DEL; IPAM DEL is idempotent).
+    Always,
+}
+
+pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
+    let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
+    let Some(first) = State::load(&p)? else {
+        if let Some((st, file)) = crate::legacy::load(
+            &env.state_dir,
+            &env.container_id,
+            &env.ifname,
+            env.netns.as_deref(),
+        ) {
+            tracing::info!(cache = %file.display(), "releasing an attachment made by the previous sriov-cni");
+            let _lock = VfLock::acquire(&env.state_dir, st.device_id)?;
+            let errors = teardown(&st, env, Ipam::Always, &[]);
+            if !errors.is_empty() {
+                return Err(CniError::op(format!(
+                    "releasing VF {}: {}",
+                    st.device_id,
+                    errors.join("; ")
+                )));
+            }
+            let _ = std::fs::remove_file(&file);
+            return Ok(());
+        }
+        tracing::info!(state = %p.display(), "no state recorded; nothing to restore");
+        if let Some(t) = &conf.ipam_type {
+            match ipam::find(&env.path, t) {
+                Ok(plugin) => {
+                    ipam::exec(&plugin, "DEL", &conf.raw, &[])?;
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping IPAM DEL"),
+            }
+        }
+        return Ok(());
+    };
+    let _lock = VfLock::acquire(&env.state_dir, first.device_id)?;
+    // Re-read under the lock: a concurrent DEL may have finished.
+    let Some(st) = State::load(&p)? else {
+        return Ok(());
+    };
+    let errors = teardown(&st, env, Ipam::Always, &[]);
+    if errors.is_empty() {
+        st.remove(&env.state_dir)?;
+        tracing::info!(pci = %st.device_id, "VF released");
+        Ok(())
+    } else {
+        Err(CniError::op(format!(
+            "releasing VF {}: {}",
+            st.device_id,
+            errors.join("; ")
+        )))
+    }
+}
+
+/// Undo what `st` records. Returns every failure; an empty list means all was restored.
+pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -> Vec<String> {
+    let mut errors = Vec::new();
+    let run_ipam = match ipam {
+        Ipam::IfDone => st.ipam_done,
+        Ipam::Always => true,
+    };
+    if let (true, Some(t)) = (run_ipam, &st.ipam_type) {
+        let raw = serde_json::to_vec(&st.conf).unwrap_or_default();
+        let r = ipam::find(&env.path, t).and_then(|p| ipam::exec(&p, "DEL", &raw, overrides));
+        if let Err(e) = r {
+            errors.push(e.msg);
+        }
+    }
+    let mut nl = match Netlink::open() {
+        Ok(n) => n,
+        Err(e) => {
+            errors.push(e.to_string());
+            return errors;
+        }
+    };
+    let pf_ctx = match (&st.pf_netdev, &st.vf_orig) {
+        (Some(p), Some(o)) => Some((p.clone(), o.clone())),
+        _ => None,
+    };
+    if let Some((pfname, orig)) = &pf_ctx {
+        let netdev_mac = st.netdev.as_ref().and_then(|n| n.mac);
+        pf::restore_mac(&mut nl, pfname, orig, &st.applied, netdev_mac, &mut errors);
+    }
+    if st.mode == Mode::Kernel {
+        if let Some(orig) = &st.netdev {
+            restore_netdev(st, env, &mut nl, orig, &mut errors);
+        }
+    }
+    if let Some((pfname, orig)) = &pf_ctx {
+        pf::restore(&mut nl, pfname, orig, &st.applied, &mut errors);
+    }
+    if let Some(p) = &st.device_info_file {
+        if let Err(e) = std::fs::remove_file(p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("removing device-info file {}: {e}", p.display()));
+            }
+        }
+    }
+    errors
+}
+
+/// Bring the VF netdev back to the host netns under its original name, MAC and MTU.
+fn restore_netdev(
+    st: &State,
+    env: &Env,
+    nl: &mut Netlink,
+    orig: &NetdevState,
+    errors: &mut Vec<String>,
+) {
+    if st.moved {
+        match st.netns.as_deref().filter(|p| netns::is_alive(p)) {
+            Some(path) => match return_from_pod(st, path, orig) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(netns = %path.display(), "VF netdev not in the pod; looking in the host")
+                }
+                Err(e) => errors.push(e),
+            },
+            None => tracing::info!("pod netns is gone; looking for the VF netdev in the host"),
+        }
+    }
+    // Wherever it is now in this netns: the VF's net/ entry (whatever it is called), else the
+    // names it had. The pod ifname is taken only when net/ lists it: another host netdev may
+    // carry the same name.
+    let sysfs = Sysfs::new(&env.sysfs_root);
+    let listed: Vec<String> = sysfs.netdevs(st.device_id).unwrap_or_default();
+    let mut candidates = listed.clone();
+    candidates.push(orig.name.clone());
+    candidates.extend(st.temp_name.iter().cloned());
+    if listed.contains(&st.ifname) {
+        candidates.push(st.ifname.clone());
+    }
+    let found = candidates.iter().find_map(|n| nl.link_by_name(n).ok());
+    let Some(mut link) = found else {
+        tracing::warn!(pci = %st.device_id, "VF netdev not found in the host netns; nothing to restore there");
+        return;
+    };
+    if let Err(e) = fix_link(nl, &mut link, orig) {
+        errors.push(e);
+    }
+}
+
+/// Rename, MAC, MTU and admin state back to `orig`, changing only what differs.
+fn fix_link(nl: &mut Netlink, link: &mut Link, orig: &NetdevState) -> Result<(), String> {
+    let e = |x: sriov_host::netlink::NetlinkError| x.to_string();
+    if link.name != orig.name {
+        if link.up {
+            nl.set_down(link).map_err(e)?;
+            link.up = false;
+        }
+        nl.rename(link, &orig.name).map_err(e)?;
+        link.name = orig.name.clone();
+    }
+    if let Some(mac) = orig.mac {
+        if link.mac != Some(mac) {
+            nl.set_mac(link, mac).map_err(e)?;
+        }
+    }
+    if link.mtu != orig.mtu && orig.mtu > 0 {
+        nl.set_mtu(link, orig.mtu).map_err(e)?;
+    }
+    if orig.up && !link.up {
+        nl.set_up(link).map_err(e)?;
+    } else if !orig.up && link.up {
+        nl.set_down(link).map_err(e)?;
+    }
+    Ok(())
+}
+
+/// In the pod: down, original MAC and MTU, then move to this netns under the original name.
+/// `Ok(false)` when the netdev is not in the pod.
+fn return_from_pod(st: &State, path: &std::path::Path, orig: &NetdevState) -> Result<bool, String> {
+    let e = |x: sriov_host::netlink::NetlinkError| x.to_string();
+    let mut pod = Netlink::open_in(path).map_err(e)?;
+    let names = [Some(st.ifname.as_str()), st.temp_name.as_deref()];
+    let Some(link) = names
+        .iter()
+        .flatten()
+        .find_map(|n| pod.link_by_name(n).ok())
+    else {
+        return Ok(false);
+    };
+    if link.up {
+        pod.set_down(&link).map_err(e)?;
+    }
+    if let Some(mac) = orig.mac {
+        if link.mac != Some(mac) {
+            pod.set_mac(&link, mac).map_err(e)?;
+        }
+    }
+    if orig.mtu > 0 && link.mtu != orig.mtu {
+        pod.set_mtu(&link, orig.mtu).map_err(e)?;
+    }
+    let host =
+        File::open("/proc/thread-self/ns/net").map_err(|x| format!("opening host netns: {x}"))?;
+    match pod.move_to_netns(&link, &host, &orig.name) {
+        Ok(()) => Ok(true),
+        Err(x) if x.errno() == Some(17) => {
+            // The original name is taken in the host: come back under the unique name.
+            let temp = st.temp_name.clone().unwrap_or_else(|| "sriovtmp".into());
+            pod.move_to_netns(&link, &host, &temp).map_err(e)?;
+            Err(format!(
+                "VF netdev returned to the host as {temp}: its original name {} is taken",
+                orig.name
+            ))
+        }
+        Err(x) => Err(x.to_string()),
+    }
+}

@@ -1,0 +1,64 @@
+//! Network namespaces: run a short piece of work inside one on a dedicated thread (the caller's
+//! thread never changes namespace), and tell a live namespace from a stale path.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{setns, CloneFlags};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("network namespace {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("network namespace {path}: not a namespace file")]
+    NotNetns { path: PathBuf },
+    #[error("entering network namespace {path}: {source}")]
+    Enter { path: PathBuf, source: nix::Error },
+    #[error("worker thread in network namespace {path} panicked")]
+    Panicked { path: PathBuf },
+}
+
+/// Open a network namespace file, checking that it is one.
+pub fn open(path: &Path) -> Result<File, NetnsError> {
+    let f = File::open(path).map_err(|source| NetnsError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match nix::sys::statfs::fstatfs(&f) {
+        Ok(st) if st.filesystem_type() == nix::sys::statfs::NSFS_MAGIC => Ok(f),
+        Ok(_) => Err(NetnsError::NotNetns {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(NetnsError::Open {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// True when `path` names a live network namespace.
+pub fn is_alive(path: &Path) -> bool {
+    !path.as_os_str().is_empty() && open(path).is_ok()
+}
+
+/// Run `f` on a new thread that has entered the network namespace at `path`, and return its
+/// result. Sockets created there stay bound to that namespace; `/proc/sys/net` reads and writes
+/// act on it.
+pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+    let ns = open(path)?;
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(f())
+        });
+        h.join().map_err(|_| NetnsError::Panicked {
+            path: path.to_path_buf(),
+        })?
+    })
+}
