@@ -241,20 +241,21 @@ fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, C
         };
         err(key, e.to_string())
     })?;
-    let device_type =
-        match obj.get("deviceType") {
-            None => DeviceType::NetDevice,
-            Some(t) => match as_str(t).map_err(|e| err("deviceType", e))? {
-                "netDevice" => DeviceType::NetDevice,
-                "accelerator" => DeviceType::Accelerator,
-                other => return Err(err(
+    let device_type = match obj.get("deviceType") {
+        None => DeviceType::NetDevice,
+        Some(t) => match as_str(t).map_err(|e| err("deviceType", e))? {
+            "netDevice" => DeviceType::NetDevice,
+            "accelerator" => DeviceType::Accelerator,
+            other => {
+                return Err(err(
                     "deviceType",
                     format!(
                         "unsupported value {other:?}: expected \"netDevice\" or \"accelerator\""
                     ),
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
     let exclude_topology = match obj.get("excludeTopology") {
         None => false,
         Some(b) => as_bool(b).map_err(|e| err("excludeTopology", e))?,

@@ -269,11 +269,12 @@ pub fn ps225_two_pfs() -> FakeSysfs {
 }
 
 /// `pfs` PFs with `vfs_per_pf` VFs each (all bound to a netdev driver), for scale tests: PF `p` at
-/// `0000:{0x20 + p}:00.0`, VF `i` at bus `0x20 + p`, device `1 + i / 8`, function `i % 8`.
+/// `0000:{0x20 + p}:00.0`, VF `i < 248` at bus `0x20 + p`, device `1 + i / 8`, function `i % 8`;
+/// VFs from 248 on continue on bus `0xa0 + p` from device 0 (up to 504 VFs per PF).
 pub fn scale_tree(pfs: u32, vfs_per_pf: u32) -> FakeSysfs {
     assert!(
-        vfs_per_pf <= 31 * 8,
-        "at most 248 VFs per PF in this layout"
+        vfs_per_pf <= 31 * 8 + 32 * 8,
+        "at most 504 VFs per PF in this layout"
     );
     let f = FakeSysfs::new();
     for p in 0..pfs {
@@ -288,7 +289,12 @@ pub fn scale_tree(pfs: u32, vfs_per_pf: u32) -> FakeSysfs {
             vfs_per_pf,
         );
         for i in 0..vfs_per_pf {
-            let vf = format!("0000:{bus:02x}:{:02x}.{}", 1 + i / 8, i % 8);
+            let vf = if i < 248 {
+                format!("0000:{bus:02x}:{:02x}.{}", 1 + i / 8, i % 8)
+            } else {
+                let j = i - 248;
+                format!("0000:{:02x}:{:02x}.{}", 0xa0 + p, j / 8, j % 8)
+            };
             let vf_if = format!("ens{p}f0v{i}");
             f.add_vf(
                 &pf,
@@ -297,7 +303,7 @@ pub fn scale_tree(pfs: u32, vfs_per_pf: u32) -> FakeSysfs {
                     .driver("iavf")
                     .netdev(&vf_if)
                     .numa((p % 2) as i32)
-                    .iommu_group(1000 + p * 256 + i),
+                    .iommu_group(1000 + p * 512 + i),
             );
         }
     }

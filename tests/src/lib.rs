@@ -2,3 +2,4 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fakesys;
+pub mod kubelet;
