@@ -158,14 +158,17 @@ impl FakeSysfs {
         self.add(d);
         let (pf, vf) = (pa(pf).to_string(), pa(d.addr).to_string());
         let pdir = self.dev_dir(&pf);
-        self.link(&format!("../{vf}"), pdir.join(format!("virtfn{index}")));
+        let link = pdir.join(format!("virtfn{index}"));
+        let is_new = fs::symlink_metadata(&link).is_err();
+        self.link(&format!("../{vf}"), link);
         self.link(&format!("../{pf}"), self.dev_dir(&vf).join("physfn"));
-        let n = fs::read_dir(&pdir)
-            .expect("read pf")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("virtfn"))
-            .count();
-        self.write(pdir.join("sriov_numvfs"), &format!("{n}\n"));
+        if is_new {
+            let n: u32 = fs::read_to_string(pdir.join("sriov_numvfs"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            self.write(pdir.join("sriov_numvfs"), &format!("{}\n", n + 1));
+        }
         self
     }
 

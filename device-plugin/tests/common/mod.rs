@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use sriov_tests::fakesys::{ps225_two_pfs, FakeSysfs};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_sriov-device-plugin");
+/// The binary under test: this build's, or `SRIOV_DP_BIN` (e.g. a release build).
+pub fn bin() -> String {
+    std::env::var("SRIOV_DP_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sriov-device-plugin").to_string())
+}
 pub const NETDEV: &str = "arm.com/ps225_sriov_netdevice";
 pub const DPDK: &str = "arm.com/ps225_dpdk";
 pub const T: Duration = Duration::from_secs(10);
@@ -109,7 +113,7 @@ impl Bed {
     /// Start the plugin daemon; its log goes to [`Bed::log`].
     pub fn spawn(&self, mode: &str) -> Plugin {
         let log = fs::File::create(self.log()).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(self.args(mode))
             .env("RUST_LOG", "debug,h2=info,tower=info,hyper=info")
             .stdin(Stdio::null())
@@ -131,7 +135,7 @@ impl Bed {
 }
 
 pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(bin()).args(args).output().unwrap();
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
