@@ -243,3 +243,7 @@ fn first_entry(dir: &Path, prefix: &str) -> Option<String> {
     v.sort();
     v.into_iter().next()
 }
+
+#[cfg(test)]
+#[path = "allocate_tests.rs"]
+mod tests;

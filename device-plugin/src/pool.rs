@@ -191,3 +191,7 @@ pub fn pool_of(config: &Config, assigned: &[Vec<PciDevice>]) -> HashMap<PciAddre
     }
     m
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;
