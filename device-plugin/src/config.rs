@@ -7,11 +7,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
-use sriov_host::IndexSet;
-
+use crate::provision::{parse_provision, Provision};
 use crate::resource::ResourceName;
 use crate::selectors::Selector;
+use serde_json::{Map, Value};
 
 /// The whole config file.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,28 +78,6 @@ impl PoolConfig {
     }
 }
 
-/// One entry of `provision`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Provision {
-    /// `pf`: the PF's netdev name or PCI address.
-    pub pf: String,
-    /// `numVfs`: how many VFs the PF should have.
-    pub num_vfs: u32,
-    /// `vfDrivers`: which driver each VF index range is bound to.
-    pub vf_drivers: Vec<VfDriver>,
-    /// `linkUp`: bring the PF netdev up first (bnxt creates no VFs while its PF is down).
-    pub link_up: bool,
-}
-
-/// One entry of `provision[].vfDrivers`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VfDriver {
-    /// `vfs`: VF indexes such as `"0-3,6"`.
-    pub vfs: IndexSet,
-    /// `driver`: the kernel driver to bind them to.
-    pub driver: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -140,8 +117,6 @@ const POOL_KEYS: &[&str] = &[
     "additionalInfo",
     "allocationPolicy",
 ];
-const PROVISION_KEYS: &[&str] = &["pf", "numVfs", "vfDrivers", "linkUp"];
-const VF_DRIVER_KEYS: &[&str] = &["vfs", "driver"];
 
 impl Config {
     /// Read and validate a config file.
@@ -352,87 +327,6 @@ fn parse_additional_info(
         }
     }
     Ok(out)
-}
-
-fn parse_provision(i: usize, v: &Value) -> Result<Provision, (String, String)> {
-    let at = |k: &str| format!("provision[{i}].{k}");
-    let obj = v.as_object().ok_or_else(|| {
-        (
-            format!("provision[{i}]"),
-            format!("expected an object, got {}", kind(v)),
-        )
-    })?;
-    check_keys(obj, PROVISION_KEYS).map_err(|(k, p)| (at(&k), p))?;
-    let pf = match obj.get("pf") {
-        None => {
-            return Err((
-                at("pf"),
-                "missing: expected a PF netdev name or PCI address".into(),
-            ))
-        }
-        Some(p) => as_str(p).map_err(|e| (at("pf"), e))?.to_string(),
-    };
-    let num_vfs = match obj.get("numVfs") {
-        None => return Err((at("numVfs"), "missing: expected a VF count".into())),
-        Some(n) => n
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| {
-                (
-                    at("numVfs"),
-                    format!("expected a non-negative integer, got {n}"),
-                )
-            })?,
-    };
-    let link_up = match obj.get("linkUp") {
-        None => false,
-        Some(b) => as_bool(b).map_err(|e| (at("linkUp"), e))?,
-    };
-    let mut vf_drivers = Vec::new();
-    if let Some(list) = obj.get("vfDrivers") {
-        let list = list.as_array().ok_or_else(|| {
-            (
-                at("vfDrivers"),
-                format!("expected a list of objects, got {}", kind(list)),
-            )
-        })?;
-        for (j, d) in list.iter().enumerate() {
-            let at = |k: &str| format!("provision[{i}].vfDrivers[{j}]{k}");
-            let o = d
-                .as_object()
-                .ok_or_else(|| (at(""), format!("expected an object, got {}", kind(d))))?;
-            check_keys(o, VF_DRIVER_KEYS).map_err(|(k, p)| (at(&format!(".{k}")), p))?;
-            let vfs = o
-                .get("vfs")
-                .ok_or_else(|| {
-                    (
-                        at(".vfs"),
-                        "missing: expected VF indexes like \"0-3\"".into(),
-                    )
-                })
-                .and_then(|s| as_str(s).map_err(|e| (at(".vfs"), e)))?;
-            let vfs: IndexSet = vfs
-                .parse()
-                .map_err(|e: sriov_host::range::IndexSetError| (at(".vfs"), e.to_string()))?;
-            let driver = o
-                .get("driver")
-                .ok_or_else(|| (at(".driver"), "missing: expected a driver name".into()))
-                .and_then(|s| as_str(s).map_err(|e| (at(".driver"), e)))?;
-            if driver.is_empty() || driver.contains('/') || driver.starts_with('.') {
-                return Err((at(".driver"), format!("invalid driver name {driver:?}")));
-            }
-            vf_drivers.push(VfDriver {
-                vfs,
-                driver: driver.to_string(),
-            });
-        }
-    }
-    Ok(Provision {
-        pf,
-        num_vfs,
-        vf_drivers,
-        link_up,
-    })
 }
 
 /// Reject keys outside `known`, suggesting the closest known one.

@@ -2,7 +2,7 @@
 //! upstream-compatible config, served to the kubelet over the device-plugin v1beta1 API.
 //!
 //! - [`cli`] — flags
-//! - [`config`], [`selectors`], [`resource`]: the config file and what it means
+//! - [`config`], [`selectors`], [`provision`], [`resource`]: the config file and what it means
 //! - [`route`]: the netdevs carrying the default route (never pooled)
 //! - [`pool`], [`health`]: pool membership and the live device list of each pool
 //! - [`server`], [`allocate`], [`prefer`]: the DevicePlugin service
@@ -18,6 +18,7 @@ pub mod health;
 pub mod inventory;
 pub mod pool;
 pub mod prefer;
+pub mod provision;
 pub mod registration;
 pub mod resource;
 pub mod route;
