@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, DeviceType, PoolConfig};
 use crate::health::{self, Health};
+use crate::route::netdev_pci_device;
 use crate::selectors::Candidate;
 
 /// Facts about the node that pool membership depends on besides sysfs.
@@ -123,12 +124,19 @@ pub fn assign(
 ) -> Vec<Vec<PciDevice>> {
     let by_addr: HashMap<PciAddress, &PciDevice> = devs.iter().map(|d| (d.address, d)).collect();
     let mut out: Vec<Vec<PciDevice>> = vec![Vec::new(); config.pools.len()];
+    let excluded: HashMap<PciAddress, &str> = facts
+        .excluded_netdevs
+        .iter()
+        .filter_map(|n| netdev_pci_device(sysfs, n).map(|a| (a, n.as_str())))
+        .collect();
     for d in devs {
-        if let Some(n) = d
+        let hit = d
             .netdevs
             .iter()
+            .map(String::as_str)
             .find(|n| facts.excluded_netdevs.contains(*n))
-        {
+            .or_else(|| excluded.get(&d.address).copied());
+        if let Some(n) = hit {
             tracing::info!(pci = %d.address, netdev = %n, "not pooled: the netdev carries the host's default route");
             continue;
         }

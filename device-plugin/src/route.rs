@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use sriov_host::{PciAddress, Sysfs};
+
 /// Netdevs with an IPv4 or IPv6 default route in the tables under `proc_net` (normally
 /// `/proc/net`). Unreadable tables count as empty.
 pub fn default_route_netdevs(proc_net: &Path) -> HashSet<String> {
@@ -17,6 +19,20 @@ pub fn default_route_netdevs(proc_net: &Path) -> HashSet<String> {
     }
     out.remove("lo");
     out
+}
+
+/// The PCI device behind a netdev: the nearest PCI address on the path of its `class/net` link.
+/// Unlike the device's `net/` directory this also finds netdevs one level down (virtio-net's
+/// `virtio0/net/eth0`).
+pub fn netdev_pci_device(sysfs: &Sysfs, ifname: &str) -> Option<PciAddress> {
+    if ifname.is_empty() || ifname.contains('/') || ifname.starts_with('.') {
+        return None;
+    }
+    let target = std::fs::read_link(sysfs.root().join("class/net").join(ifname)).ok()?;
+    target
+        .components()
+        .rev()
+        .find_map(|c| c.as_os_str().to_str()?.parse().ok())
 }
 
 /// `Iface Destination Gateway Flags RefCnt Use Metric Mask ...`: a default route has
@@ -64,5 +80,25 @@ mod tests {
         std::fs::write(dir.path().join("ipv6_route"), v6).unwrap();
         let s = default_route_netdevs(dir.path());
         assert!(s.contains("eth0") && s.contains("ens3") && !s.contains("lo"));
+    }
+
+    #[test]
+    fn resolves_netdevs_below_the_pci_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("class/net");
+        std::fs::create_dir_all(&net).unwrap();
+        std::os::unix::fs::symlink(
+            "../../devices/pci0000:00/0000:00:03.0/virtio0/net/eth0",
+            net.join("eth0"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../devices/virtual/net/lo", net.join("lo")).unwrap();
+        let sys = Sysfs::new(dir.path());
+        assert_eq!(
+            netdev_pci_device(&sys, "eth0").unwrap().to_string(),
+            "0000:00:03.0"
+        );
+        assert_eq!(netdev_pci_device(&sys, "lo"), None);
+        assert_eq!(netdev_pci_device(&sys, "../x"), None);
     }
 }
