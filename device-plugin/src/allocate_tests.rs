@@ -16,7 +16,17 @@ struct Setup {
 }
 
 fn setup(pool: serde_json::Value, vhost: bool) -> Setup {
+    setup_with(pool, vhost, |_| {})
+}
+
+/// A PS225 node, changed by `prepare` before discovery, with the one pool `pool`.
+fn setup_with(
+    pool: serde_json::Value,
+    vhost: bool,
+    prepare: impl FnOnce(&sriov_tests::fakesys::FakeSysfs),
+) -> Setup {
     let f = ps225_two_pfs();
+    prepare(&f);
     let dir = tempfile::tempdir().unwrap();
     let sysfs = f.sysfs();
     let c = Config::from_value(&json!({ "resourceList": [pool] }), "intel.com").unwrap();
@@ -47,36 +57,23 @@ fn touch(s: &Setup, rel: &str) {
 
 #[test]
 fn rdma_and_vhost_pools_get_their_char_devices_and_info() {
-    let f_pool = json!({"resourceName": "roce", "selectors": {"isRdma": true, "needVhostNet": true},
-                        "additionalInfo": {"0000:03:10.0": {"k": "v"}}});
-    let s = setup(f_pool, true);
-    // Only VFs with an RDMA device match isRdma: none yet.
-    assert!(s.pool.devices.is_empty());
-
-    let f = ps225_two_pfs();
-    f.add_rdma("0000:03:10.0", "bnxt_re0");
-    let vf = f.dev_dir("0000:03:10.0");
-    fs::create_dir_all(vf.join("infiniband_verbs/uverbs3")).unwrap();
-    fs::create_dir_all(vf.join("infiniband_mad/umad1")).unwrap();
-    fs::create_dir_all(vf.join("infiniband_mad/issm1")).unwrap();
-    let sysfs = f.sysfs();
-    let c = Config::from_value(
-        &json!({"resourceList": [{"resourceName": "roce", "selectors": {"isRdma": true, "needVhostNet": true},
-                 "additionalInfo": {"0000:03:10.0": {"k": "v"}}}]}),
-        "intel.com",
-    )
-    .unwrap();
-    let facts = HostFacts {
-        excluded_netdevs: Default::default(),
-        vhost_net_available: true,
-    };
-    let mut lists = assign(&sysfs, &discover(&sysfs).unwrap(), &c, &facts);
-    assert_eq!(lists[0].len(), 1);
-    let pool = Pool::new(c.pools[0].clone(), lists.remove(0));
-    let paths = HostPaths {
-        sysfs,
-        ..s.paths.clone()
-    };
+    let pool = json!({"resourceName": "roce", "selectors": {"isRdma": true, "needVhostNet": true},
+                      "additionalInfo": {"0000:03:10.0": {"k": "v"}}});
+    // Only VFs with an RDMA device match isRdma.
+    assert!(setup(pool.clone(), true).pool.devices.is_empty());
+    let s = setup_with(pool, true, |f| {
+        f.add_rdma("0000:03:10.0", "bnxt_re0");
+        let vf = f.dev_dir("0000:03:10.0");
+        for d in [
+            "infiniband_verbs/uverbs3",
+            "infiniband_mad/umad1",
+            "infiniband_mad/issm1",
+        ] {
+            fs::create_dir_all(vf.join(d)).unwrap();
+        }
+    });
+    assert_eq!(s.pool.devices.len(), 1);
+    let (pool, paths) = (&s.pool, &s.paths);
     for n in [
         "infiniband/uverbs3",
         "infiniband/umad1",
@@ -87,7 +84,7 @@ fn rdma_and_vhost_pools_get_their_char_devices_and_info() {
     ] {
         touch(&s, n);
     }
-    let r = allocate(&pool, &paths, &["0000:03:10.0".to_string()]).unwrap();
+    let r = allocate(pool, paths, &["0000:03:10.0".to_string()]).unwrap();
     let hosts: Vec<&str> = r.devices.iter().map(|d| d.host_path.as_str()).collect();
     assert_eq!(
         hosts,
