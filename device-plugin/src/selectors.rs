@@ -19,6 +19,9 @@ const SELECTOR_KEYS: &[&str] = &[
     "acpiIndexes",
 ];
 
+/// Upstream selector keys this plugin does not implement: refused by name rather than as unknown.
+const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["ddpProfiles", "vdpaType", "auxTypes"];
+
 /// A PF reference with an optional VF index set: `ens1f0#0-3,6`, `0000:03:00.0#0-3`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PfRef<T> {
@@ -79,6 +82,16 @@ impl Selector {
                 format!("expected an object, got {}", kind(v)),
             )
         })?;
+        if let Some(k) = obj
+            .keys()
+            .find(|k| UNSUPPORTED_UPSTREAM_KEYS.contains(&k.as_str()))
+        {
+            return Err((
+                k.clone(),
+                "upstream selector not supported here; remove it (ignoring it would widen the pool)"
+                    .into(),
+            ));
+        }
         check_keys(obj, SELECTOR_KEYS)?;
         let mut s = Selector::default();
         for (key, val) in obj {

@@ -89,3 +89,10 @@ fn a_single_string_is_a_one_element_list() {
     let s = sel(json!({"drivers": "bnxt_en"}));
     assert_eq!(s.drivers, vec!["bnxt_en"]);
 }
+
+#[test]
+fn unsupported_upstream_keys_are_refused_by_name() {
+    let (k, p) = Selector::parse(&json!({"ddpProfiles": ["GTP"]})).unwrap_err();
+    assert_eq!(k, "ddpProfiles");
+    assert!(p.contains("not supported"), "{p}");
+}
