@@ -26,8 +26,9 @@ use crate::server::{options, PluginService};
 use crate::socket::{self, SocketError};
 use crate::watch::DirEvent;
 
-/// Retry delays for `Register` while `kubelet.sock` exists but does not answer yet.
-const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Retry delays for `Register` while `kubelet.sock` exists but does not answer yet (the file
+/// appears at bind(), a moment before the kubelet listens on it).
+const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(10);
 const REGISTER_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Back-off before re-creating the registry socket after a failed registration.
 const WATCHER_BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -87,6 +88,9 @@ pub async fn run_kubelet_mode(
     let mut next_try: Option<Instant> = Some(Instant::now());
     let mut delay = REGISTER_RETRY_FIRST;
     let mut waiting_logged = false;
+    // Which kubelet.sock we registered with since our socket was last (re-)created: a creation
+    // event for that same file must not register twice.
+    let mut registered_with: Option<FileId> = None;
     loop {
         let wake = async {
             match next_try {
@@ -109,14 +113,20 @@ pub async fn run_kubelet_mode(
                     }
                     continue;
                 }
+                let target = FileId::of(&kubelet);
                 match register(&kubelet, &sock_name, &resource).await {
                     Ok(()) => {
+                        registered_with = target;
                         tracing::info!(pool = %resource, endpoint = %sock_name, "registered with the kubelet");
                         delay = REGISTER_RETRY_FIRST;
                         waiting_logged = false;
                     }
                     Err(e) => {
-                        tracing::warn!(pool = %resource, error = %e, retry_in = ?delay, "registration failed");
+                        if delay >= Duration::from_millis(500) {
+                            tracing::warn!(pool = %resource, error = %e, retry_in = ?delay, "registration failed");
+                        } else {
+                            tracing::debug!(pool = %resource, error = %e, retry_in = ?delay, "registration failed");
+                        }
                         next_try = Some(Instant::now() + delay);
                         delay = (delay * 2).min(REGISTER_RETRY_MAX);
                     }
@@ -149,16 +159,41 @@ pub async fn run_kubelet_mode(
                     let old = std::mem::replace(&mut serving, serve(&svc)?);
                     // The old server's file is gone already; only its task has to end.
                     old.stop_without_removing();
+                    registered_with = None;
                     next_try = Some(Instant::now());
                     delay = REGISTER_RETRY_FIRST;
                 }
-                if kubelet_new {
+                if kubelet_new && registered_with.is_some() && FileId::of(&kubelet) == registered_with {
+                    tracing::debug!(pool = %resource, "already registered with this kubelet socket");
+                } else if kubelet_new {
                     tracing::info!(pool = %resource, "kubelet socket appeared: registering");
                     next_try = Some(Instant::now());
                     delay = REGISTER_RETRY_FIRST;
                 }
             }
         }
+    }
+}
+
+/// Identity of a file: a re-created `kubelet.sock` differs even when its inode number is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        })
     }
 }
 

@@ -254,6 +254,10 @@ async fn re_registers_after_a_kubelet_restart() {
         let created = kubelet.started_at;
         for res in [NETDEV, DPDK] {
             let r = kubelet.wait_for_registration(res, round, T).await.unwrap();
+            assert!(
+                r.at >= created,
+                "{res}: registration #{round} came before the restart"
+            );
             let latency = r.at.duration_since(created);
             eprintln!(
                 "re-registration of {res} (round {round}): {latency:?} after kubelet.sock came back ({:?} after the restart began)",
@@ -269,6 +273,17 @@ async fn re_registers_after_a_kubelet_restart() {
         assert!(bed.dp_dir().join("arm.com_ps225_dpdk.sock").exists());
     }
     assert!(plugin.log().contains("serving again"));
+    // One registration per kubelet start: the socket removal and the new kubelet.sock are one event
+    // for the kubelet, not two.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for res in [NETDEV, DPDK] {
+        let n = kubelet
+            .registrations()
+            .iter()
+            .filter(|r| r.request.resource_name == res)
+            .count();
+        assert_eq!(n, 3, "{res}");
+    }
 }
 
 #[tokio::test]
