@@ -61,6 +61,23 @@ impl<'a> Dev<'a> {
     }
 }
 
+/// Where fake trees go: `$SRIOV_TEST_TMPDIR`, else `/dev/shm` (tmpfs, like sysfs: a 1,024-VF tree
+/// is thousands of symlinks), else the system temporary directory.
+pub fn fast_tmp() -> PathBuf {
+    if let Some(d) = std::env::var_os("SRIOV_TEST_TMPDIR") {
+        return PathBuf::from(d);
+    }
+    let shm = Path::new("/dev/shm");
+    let writable = fs::metadata(shm)
+        .map(|m| m.is_dir() && !m.permissions().readonly())
+        .unwrap_or(false);
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn pa(s: &str) -> PciAddress {
     s.parse().unwrap_or_else(|e| panic!("test tree: {e}"))
 }
@@ -75,7 +92,7 @@ impl FakeSysfs {
     pub fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("fakesys")
-            .tempdir()
+            .tempdir_in(fast_tmp())
             .expect("tempdir");
         let f = FakeSysfs { dir };
         for d in [
