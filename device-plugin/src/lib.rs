@@ -1,1 +1,28 @@
-//! The SR-IOV device plugin library.
+//! The SR-IOV device plugin: pools of PCI devices (mostly VFs) described by an
+//! upstream-compatible config, served to the kubelet over the device-plugin v1beta1 API.
+//!
+//! - [`cli`] — flags
+//! - [`config`], [`selectors`], [`provision`], [`resource`]: the config file and what it means
+//! - [`route`]: the netdevs carrying the default route (never pooled)
+//! - [`pool`], [`health`]: pool membership and the live device list of each pool
+//! - [`server`], [`allocate`], [`prefer`]: the DevicePlugin service
+//! - [`socket`], [`registration`], [`watch`]: sockets, kubelet and plugin-watcher registration,
+//!   kubelet restarts
+//! - [`daemon`]: orchestration; [`inventory`]: the `inventory` subcommand
+
+pub mod allocate;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod inventory;
+pub mod pool;
+pub mod prefer;
+pub mod provision;
+pub mod registration;
+pub mod resource;
+pub mod route;
+pub mod selectors;
+pub mod server;
+pub mod socket;
+pub mod watch;

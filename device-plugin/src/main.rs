@@ -1,1 +1,57 @@
-fn main() {}
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use sriov_device_plugin::cli::{Cli, Command};
+use sriov_device_plugin::daemon::{self, DaemonError};
+use sriov_device_plugin::inventory;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Some(Command::Inventory { opts, json }) => run_inventory(&opts, json),
+        None => run_daemon(cli.opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sriov-device-plugin: {e:#}");
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<DaemonError>())
+                .map_or(1, DaemonError::exit_code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run_daemon(opts: sriov_device_plugin::cli::Opts) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(daemon::run(opts))?;
+    Ok(())
+}
+
+fn run_inventory(opts: &sriov_device_plugin::cli::Opts, json: bool) -> anyhow::Result<()> {
+    let found = daemon::discover_pools(opts)?;
+    if json {
+        println!(
+            "{}",
+            inventory::to_json(&found).context("cannot encode the inventory")?
+        );
+    } else {
+        print!("{}", inventory::to_table(&found));
+    }
+    Ok(())
+}

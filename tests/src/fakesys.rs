@@ -62,6 +62,23 @@ impl<'a> Dev<'a> {
     }
 }
 
+/// Where fake trees go: `$SRIOV_TEST_TMPDIR`, else `/dev/shm` (tmpfs, like sysfs: a 1,024-VF tree
+/// is thousands of symlinks), else the system temporary directory.
+pub fn fast_tmp() -> PathBuf {
+    if let Some(d) = std::env::var_os("SRIOV_TEST_TMPDIR") {
+        return PathBuf::from(d);
+    }
+    let shm = Path::new("/dev/shm");
+    let writable = fs::metadata(shm)
+        .map(|m| m.is_dir() && !m.permissions().readonly())
+        .unwrap_or(false);
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn pa(s: &str) -> PciAddress {
     s.parse().unwrap_or_else(|e| panic!("test tree: {e}"))
 }
@@ -76,7 +93,7 @@ impl FakeSysfs {
     pub fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("fakesys")
-            .tempdir()
+            .tempdir_in(fast_tmp())
             .expect("tempdir");
         let f = FakeSysfs {
             root: dir.path().to_path_buf(),
@@ -170,14 +187,17 @@ impl FakeSysfs {
         self.add(d);
         let (pf, vf) = (pa(pf).to_string(), pa(d.addr).to_string());
         let pdir = self.dev_dir(&pf);
-        self.link(&format!("../{vf}"), pdir.join(format!("virtfn{index}")));
+        let link = pdir.join(format!("virtfn{index}"));
+        let is_new = fs::symlink_metadata(&link).is_err();
+        self.link(&format!("../{vf}"), link);
         self.link(&format!("../{pf}"), self.dev_dir(&vf).join("physfn"));
-        let n = fs::read_dir(&pdir)
-            .expect("read pf")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("virtfn"))
-            .count();
-        self.write(pdir.join("sriov_numvfs"), &format!("{n}\n"));
+        if is_new {
+            let n: u32 = fs::read_to_string(pdir.join("sriov_numvfs"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            self.write(pdir.join("sriov_numvfs"), &format!("{}\n", n + 1));
+        }
         self
     }
 
@@ -281,11 +301,12 @@ pub fn ps225_two_pfs() -> FakeSysfs {
 }
 
 /// `pfs` PFs with `vfs_per_pf` VFs each (all bound to a netdev driver), for scale tests: PF `p` at
-/// `0000:{0x20 + p}:00.0`, VF `i` at bus `0x20 + p`, device `1 + i / 8`, function `i % 8`.
+/// `0000:{0x20 + p}:00.0`, VF `i < 248` at bus `0x20 + p`, device `1 + i / 8`, function `i % 8`;
+/// VFs from 248 on continue on bus `0xa0 + p` from device 0 (up to 504 VFs per PF).
 pub fn scale_tree(pfs: u32, vfs_per_pf: u32) -> FakeSysfs {
     assert!(
-        vfs_per_pf <= 31 * 8,
-        "at most 248 VFs per PF in this layout"
+        vfs_per_pf <= 31 * 8 + 32 * 8,
+        "at most 504 VFs per PF in this layout"
     );
     let f = FakeSysfs::new();
     for p in 0..pfs {
@@ -300,7 +321,12 @@ pub fn scale_tree(pfs: u32, vfs_per_pf: u32) -> FakeSysfs {
             vfs_per_pf,
         );
         for i in 0..vfs_per_pf {
-            let vf = format!("0000:{bus:02x}:{:02x}.{}", 1 + i / 8, i % 8);
+            let vf = if i < 248 {
+                format!("0000:{bus:02x}:{:02x}.{}", 1 + i / 8, i % 8)
+            } else {
+                let j = i - 248;
+                format!("0000:{:02x}:{:02x}.{}", 0xa0 + p, j / 8, j % 8)
+            };
             let vf_if = format!("ens{p}f0v{i}");
             f.add_vf(
                 &pf,
@@ -309,7 +335,7 @@ pub fn scale_tree(pfs: u32, vfs_per_pf: u32) -> FakeSysfs {
                     .driver("iavf")
                     .netdev(&vf_if)
                     .numa((p % 2) as i32)
-                    .iommu_group(1000 + p * 256 + i),
+                    .iommu_group(1000 + p * 512 + i),
             );
         }
     }

@@ -4,3 +4,4 @@
 pub mod fakekernel;
 pub mod fakesys;
 pub mod netbed;
+pub mod kubelet;

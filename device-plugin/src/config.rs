@@ -1,0 +1,410 @@
+//! The pool config: upstream's `resourceList` format plus our `provision` section and per-pool
+//! `allocationPolicy` (see docs/CONTRACT.md, "Config file").
+//!
+//! The JSON is walked by hand rather than derived so that every error names the pool, the key
+//! and what was expected, and so that an unknown key is reported with the closest known one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::provision::{parse_provision, Provision};
+use crate::resource::ResourceName;
+use crate::selectors::Selector;
+use serde_json::{Map, Value};
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The pools, in file order (a device lands in the first pool that matches it).
+    pub pools: Vec<PoolConfig>,
+    /// VFs to create and bind before pools are built (applied by the provisioning step).
+    pub provision: Vec<Provision>,
+}
+
+/// What a pool hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceType {
+    /// Network devices, PCI class 0x02 (upstream `netDevice`, the default).
+    NetDevice,
+    /// Accelerators, PCI class 0x12 (upstream `accelerator`).
+    Accelerator,
+}
+
+/// How GetPreferredAllocation picks devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AllocationPolicy {
+    /// Fill one PF before the next, lowest addresses first.
+    #[default]
+    Packed,
+    /// Spread allocations over PFs.
+    Spread,
+}
+
+/// One entry of `resourceList`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// `resourcePrefix` (or the `--resource-prefix` default) and `resourceName`.
+    pub resource: ResourceName,
+    /// `deviceType`: `netDevice` (default) or `accelerator`.
+    pub device_type: DeviceType,
+    /// `excludeTopology`: never report NUMA affinity for this pool's devices.
+    pub exclude_topology: bool,
+    /// `selectors`: an object, or a list of objects that are ORed.
+    pub selectors: Vec<Selector>,
+    /// `additionalInfo`: extra key/values for the `_INFO` env, keyed by device ID or `"*"`.
+    pub additional_info: BTreeMap<String, BTreeMap<String, String>>,
+    /// `allocationPolicy`: `packed` (default) or `spread`.
+    pub allocation_policy: AllocationPolicy,
+}
+
+impl PoolConfig {
+    /// The `extra` entries for one device: the `"*"` entries overridden by the device's own.
+    pub fn extra_for(&self, device_id: &str) -> BTreeMap<String, String> {
+        let mut out = self.additional_info.get("*").cloned().unwrap_or_default();
+        if let Some(own) = self.additional_info.get(device_id) {
+            out.extend(own.clone());
+        }
+        out
+    }
+
+    /// True when any selector asks for `/dev/vhost-net`.
+    pub fn needs_vhost_net(&self) -> bool {
+        self.selectors.iter().any(|s| s.need_vhost_net)
+    }
+
+    /// True when any selector asks for RDMA devices.
+    pub fn is_rdma(&self) -> bool {
+        self.selectors.iter().any(|s| s.is_rdma)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("config {path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
+    #[error("{key}: {problem}")]
+    Top { key: String, problem: String },
+    #[error("pool {pool:?}: {key}: {problem}")]
+    Pool {
+        pool: String,
+        key: String,
+        problem: String,
+    },
+    #[error("pool {0:?} is defined twice: every prefix/resourceName must be unique")]
+    Duplicate(String),
+}
+
+const TOP_KEYS: &[&str] = &["resourceList", "provision"];
+const POOL_KEYS: &[&str] = &[
+    "resourceName",
+    "resourcePrefix",
+    "deviceType",
+    "excludeTopology",
+    "selectors",
+    "additionalInfo",
+    "allocationPolicy",
+];
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path, default_prefix: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_value(&value, default_prefix).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Validate an already-parsed JSON document.
+    pub fn from_value(v: &Value, default_prefix: &str) -> Result<Config, ConfigError> {
+        let top = |key: &str, problem: String| ConfigError::Top {
+            key: key.to_string(),
+            problem,
+        };
+        let obj = v
+            .as_object()
+            .ok_or_else(|| top("config", format!("expected an object, got {}", kind(v))))?;
+        check_keys(obj, TOP_KEYS).map_err(|(k, p)| top(&k, p))?;
+        let list = obj
+            .get("resourceList")
+            .ok_or_else(|| top("resourceList", "missing: expected a list of pools".into()))?
+            .as_array()
+            .ok_or_else(|| top("resourceList", "expected a list of pools".into()))?;
+        let mut pools = Vec::with_capacity(list.len());
+        let mut seen = HashSet::new();
+        for (i, p) in list.iter().enumerate() {
+            let pool = parse_pool(i, p, default_prefix)?;
+            if !seen.insert(pool.resource.clone()) {
+                return Err(ConfigError::Duplicate(pool.resource.to_string()));
+            }
+            pools.push(pool);
+        }
+        let provision = match obj.get("provision") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, p)| parse_provision(i, p).map_err(|(k, e)| top(&k, e)))
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(top(
+                    "provision",
+                    format!("expected a list of objects, got {}", kind(other)),
+                ))
+            }
+        };
+        Ok(Config { pools, provision })
+    }
+}
+
+fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, ConfigError> {
+    let label = v
+        .get("resourceName")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("resourceList[{i}]"));
+    let err = |key: &str, problem: String| ConfigError::Pool {
+        pool: label.clone(),
+        key: key.to_string(),
+        problem,
+    };
+    let obj = v.as_object().ok_or_else(|| {
+        err(
+            "resourceList",
+            format!("expected an object, got {}", kind(v)),
+        )
+    })?;
+    check_keys(obj, POOL_KEYS).map_err(|(k, p)| err(&k, p))?;
+    let name = match obj.get("resourceName") {
+        None => {
+            return Err(err(
+                "resourceName",
+                "missing: every pool needs a name".into(),
+            ))
+        }
+        Some(n) => as_str(n).map_err(|p| err("resourceName", p))?,
+    };
+    let prefix = match obj.get("resourcePrefix") {
+        None => default_prefix,
+        Some(p) => as_str(p).map_err(|e| err("resourcePrefix", e))?,
+    };
+    let resource = ResourceName::new(prefix, name).map_err(|e| {
+        let key = if matches!(e, crate::resource::ResourceNameError::Name(_)) {
+            "resourceName"
+        } else {
+            "resourcePrefix"
+        };
+        err(key, e.to_string())
+    })?;
+    let device_type = match obj.get("deviceType") {
+        None => DeviceType::NetDevice,
+        Some(t) => match as_str(t).map_err(|e| err("deviceType", e))? {
+            "netDevice" => DeviceType::NetDevice,
+            "accelerator" => DeviceType::Accelerator,
+            other => {
+                return Err(err(
+                    "deviceType",
+                    format!(
+                        "unsupported value {other:?}: expected \"netDevice\" or \"accelerator\""
+                    ),
+                ))
+            }
+        },
+    };
+    let exclude_topology = match obj.get("excludeTopology") {
+        None => false,
+        Some(b) => as_bool(b).map_err(|e| err("excludeTopology", e))?,
+    };
+    let selectors = match obj.get("selectors") {
+        None => {
+            return Err(err(
+                "selectors",
+                "missing: expected an object or a list of objects".into(),
+            ))
+        }
+        Some(Value::Object(_)) => vec![Selector::parse(&obj["selectors"])
+            .map_err(|(k, p)| err(&format!("selectors.{k}"), p))?],
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                Selector::parse(s).map_err(|(k, p)| err(&format!("selectors[{j}].{k}"), p))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(err(
+                "selectors",
+                format!(
+                    "expected an object or a list of objects, got {}",
+                    kind(other)
+                ),
+            ))
+        }
+    };
+    let additional_info = match obj.get("additionalInfo") {
+        None => BTreeMap::new(),
+        Some(a) => parse_additional_info(a).map_err(|(k, p)| err(&k, p))?,
+    };
+    let allocation_policy = match obj.get("allocationPolicy") {
+        None => AllocationPolicy::Packed,
+        Some(p) => match as_str(p).map_err(|e| err("allocationPolicy", e))? {
+            "packed" => AllocationPolicy::Packed,
+            "spread" => AllocationPolicy::Spread,
+            other => {
+                return Err(err(
+                    "allocationPolicy",
+                    format!("unsupported value {other:?}: expected \"packed\" or \"spread\""),
+                ))
+            }
+        },
+    };
+    Ok(PoolConfig {
+        resource,
+        device_type,
+        exclude_topology,
+        selectors,
+        additional_info,
+        allocation_policy,
+    })
+}
+
+/// `additionalInfo`: upstream's `{"<deviceID>|*": {"k": "v"}}`; a flat `{"k": "v"}` applies to
+/// every device.
+fn parse_additional_info(
+    v: &Value,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, (String, String)> {
+    let key = "additionalInfo";
+    let obj = v.as_object().ok_or_else(|| {
+        (
+            key.to_string(),
+            format!("expected an object, got {}", kind(v)),
+        )
+    })?;
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (k, val) in obj {
+        match val {
+            Value::String(s) => {
+                out.entry("*".into())
+                    .or_default()
+                    .insert(k.clone(), s.clone());
+            }
+            Value::Object(inner) => {
+                let m = out.entry(k.clone()).or_default();
+                for (ik, iv) in inner {
+                    let s = as_str(iv).map_err(|p| (format!("{key}.{k}.{ik}"), p))?;
+                    m.insert(ik.clone(), s.to_string());
+                }
+            }
+            other => {
+                return Err((
+                    format!("{key}.{k}"),
+                    format!(
+                        "expected a string or an object of strings, got {}",
+                        kind(other)
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reject keys outside `known`, suggesting the closest known one.
+pub(crate) fn check_keys(obj: &Map<String, Value>, known: &[&str]) -> Result<(), (String, String)> {
+    for k in obj.keys() {
+        if !known.contains(&k.as_str()) {
+            let problem = match closest(k, known) {
+                Some(s) => format!("unknown key (did you mean {s:?}?)"),
+                None => format!("unknown key (known keys: {})", known.join(", ")),
+            };
+            return Err((k.clone(), problem));
+        }
+    }
+    Ok(())
+}
+
+/// The known key nearest to `k` by edit distance (case-insensitive), when it is close enough to
+/// be a plausible typo.
+fn closest<'a>(k: &str, known: &[&'a str]) -> Option<&'a str> {
+    let lk = k.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|c| (edit_distance(&lk, &c.to_ascii_lowercase()), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+pub(crate) fn kind(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+pub(crate) fn as_str(v: &Value) -> Result<&str, String> {
+    v.as_str()
+        .ok_or_else(|| format!("expected a string, got {}", kind(v)))
+}
+
+pub(crate) fn as_bool(v: &Value) -> Result<bool, String> {
+    v.as_bool()
+        .ok_or_else(|| format!("expected true or false, got {}", kind(v)))
+}
+
+/// A list of strings; a single string is accepted as a one-element list.
+pub(crate) fn str_list(v: &Value) -> Result<Vec<&str>, String> {
+    match v {
+        Value::String(s) => Ok(vec![s.as_str()]),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .ok_or_else(|| format!("expected a list of strings, found {}", kind(x)))
+            })
+            .collect(),
+        other => Err(format!("expected a list of strings, got {}", kind(other))),
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

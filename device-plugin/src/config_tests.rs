@@ -1,0 +1,208 @@
+use serde_json::json;
+
+use super::*;
+
+fn parse(v: Value) -> Result<Config, ConfigError> {
+    Config::from_value(&v, "intel.com")
+}
+
+fn err(v: Value) -> String {
+    parse(v).unwrap_err().to_string()
+}
+
+#[test]
+fn parses_the_akraino_ps225_pool() {
+    let c = parse(json!({"resourceList": [{
+        "resourceName": "ps225_sriov_netdevice",
+        "resourcePrefix": "arm.com",
+        "selectors": {"vendors": ["14e4"], "devices": ["d800"], "drivers": ["bnxt_en"], "pfNames": ["enp8s0f0np0"]}
+    }]}))
+    .unwrap();
+    let p = &c.pools[0];
+    assert_eq!(p.resource.to_string(), "arm.com/ps225_sriov_netdevice");
+    assert_eq!(p.device_type, DeviceType::NetDevice);
+    assert_eq!(p.selectors.len(), 1);
+    assert_eq!(p.selectors[0].drivers, vec!["bnxt_en"]);
+    assert_eq!(p.allocation_policy, AllocationPolicy::Packed);
+    assert!(c.provision.is_empty());
+}
+
+#[test]
+fn default_prefix_and_selector_lists() {
+    let c = parse(json!({"resourceList": [{
+        "resourceName": "mixed",
+        "deviceType": "accelerator",
+        "excludeTopology": true,
+        "allocationPolicy": "spread",
+        "selectors": [{"vendors": ["8086"]}, {"pciAddresses": ["0000:03:00.1"]}],
+        "additionalInfo": {"*": {"token": "t"}, "0000:03:00.1": {"token": "u", "x": "y"}}
+    }]}))
+    .unwrap();
+    let p = &c.pools[0];
+    assert_eq!(p.resource.to_string(), "intel.com/mixed");
+    assert_eq!(p.device_type, DeviceType::Accelerator);
+    assert!(p.exclude_topology);
+    assert_eq!(p.allocation_policy, AllocationPolicy::Spread);
+    assert_eq!(p.selectors.len(), 2);
+    assert_eq!(p.extra_for("0000:03:00.1")["token"], "u");
+    assert_eq!(p.extra_for("0000:03:00.1")["x"], "y");
+    assert_eq!(p.extra_for("0000:03:00.2")["token"], "t");
+}
+
+#[test]
+fn flat_additional_info_applies_to_every_device() {
+    let c = parse(json!({"resourceList": [{"resourceName": "a", "selectors": {}, "additionalInfo": {"k": "v"}}]})).unwrap();
+    assert_eq!(c.pools[0].extra_for("0000:00:00.0")["k"], "v");
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest_known_one() {
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": {"pfName": ["x"]}}]}));
+    assert!(e.contains("pool \"p\""), "{e}");
+    assert!(e.contains("selectors.pfName"), "{e}");
+    assert!(e.contains("did you mean \"pfNames\""), "{e}");
+    let e =
+        err(json!({"resourceList": [{"resourceName": "p", "selectors": [{}, {"vendor": ["x"]}]}]}));
+    assert!(
+        e.contains("selectors[1].vendor") && e.contains("did you mean \"vendors\""),
+        "{e}"
+    );
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selector": {}}]}));
+    assert!(e.contains("did you mean \"selectors\""), "{e}");
+    let e = err(json!({"resourcelist": []}));
+    assert!(e.contains("did you mean \"resourceList\""), "{e}");
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": {"zzzzzzzzzzzz": 1}}]}));
+    assert!(e.contains("known keys: vendors"), "{e}");
+}
+
+#[test]
+fn bad_values_name_pool_key_and_expectation() {
+    let e = err(
+        json!({"resourceList": [{"resourceName": "p", "selectors": {"pfNames": ["ens1f0#3-1"]}}]}),
+    );
+    assert!(
+        e.contains("pool \"p\": selectors.pfNames") && e.contains("reversed"),
+        "{e}"
+    );
+    let e = err(
+        json!({"resourceList": [{"resourceName": "p", "selectors": {"rootDevices": ["0000:03:00.0#a"]}}]}),
+    );
+    assert!(
+        e.contains("selectors.rootDevices") && e.contains("not a number"),
+        "{e}"
+    );
+    let e = err(
+        json!({"resourceList": [{"resourceName": "p", "selectors": {"rootDevices": ["03:00.0"]}}]}),
+    );
+    assert!(e.contains("invalid PCI address"), "{e}");
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": {"vendors": ["zz"]}}]}));
+    assert!(
+        e.contains("selectors.vendors") && e.contains("invalid PCI ID"),
+        "{e}"
+    );
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": {"isRdma": "yes"}}]}));
+    assert!(
+        e.contains("selectors.isRdma: expected true or false"),
+        "{e}"
+    );
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": {"drivers": 3}}]}));
+    assert!(e.contains("expected a list of strings"), "{e}");
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": "x"}]}));
+    assert!(e.contains("expected an object or a list of objects"), "{e}");
+    let e = err(
+        json!({"resourceList": [{"resourceName": "p", "deviceType": "auxNetDevice", "selectors": {}}]}),
+    );
+    assert!(
+        e.contains("deviceType") && e.contains("\"netDevice\" or \"accelerator\""),
+        "{e}"
+    );
+    let e = err(
+        json!({"resourceList": [{"resourceName": "p", "allocationPolicy": "random", "selectors": {}}]}),
+    );
+    assert!(
+        e.contains("allocationPolicy") && e.contains("packed"),
+        "{e}"
+    );
+    let e = err(
+        json!({"resourceList": [{"resourceName": "p", "selectors": {"linkTypes": ["token-ring"]}}]}),
+    );
+    assert!(e.contains("unknown link type"), "{e}");
+    let e = err(json!({"resourceList": [{"resourceName": "p"}]}));
+    assert!(e.contains("selectors: missing"), "{e}");
+}
+
+#[test]
+fn bad_resource_names_and_duplicates() {
+    let e = err(json!({"resourceList": [{"resourceName": "bad/name", "selectors": {}}]}));
+    assert!(
+        e.contains("resourceName") && e.contains("invalid resource name"),
+        "{e}"
+    );
+    let e = err(
+        json!({"resourceList": [{"resourceName": "ok", "resourcePrefix": "Bad_Prefix", "selectors": {}}]}),
+    );
+    assert!(
+        e.contains("resourcePrefix") && e.contains("DNS subdomain"),
+        "{e}"
+    );
+    let e = err(json!({"resourceList": [{"selectors": {}}]}));
+    assert!(
+        e.contains("resourceList[0]") && e.contains("resourceName: missing"),
+        "{e}"
+    );
+    let e = err(json!({"resourceList": [
+        {"resourceName": "a", "resourcePrefix": "arm.com", "selectors": {}},
+        {"resourceName": "a", "resourcePrefix": "arm.com", "selectors": {}}
+    ]}));
+    assert!(e.contains("\"arm.com/a\" is defined twice"), "{e}");
+    // Same name, different prefixes: two pools.
+    assert!(parse(json!({"resourceList": [
+        {"resourceName": "a", "resourcePrefix": "arm.com", "selectors": {}},
+        {"resourceName": "a", "selectors": {}}
+    ]}))
+    .is_ok());
+}
+
+#[test]
+fn parses_provision() {
+    let c = parse(json!({"resourceList": [], "provision": [{
+        "pf": "enp3s0f0np0", "numVfs": 8, "linkUp": true,
+        "vfDrivers": [{"vfs": "0-5", "driver": "bnxt_en"}, {"vfs": "6,7", "driver": "vfio-pci"}]
+    }]}))
+    .unwrap();
+    let p = &c.provision[0];
+    assert_eq!(p.num_vfs, 8);
+    assert!(p.link_up);
+    assert_eq!(p.vf_drivers[1].vfs.to_string(), "6-7");
+    assert_eq!(p.vf_drivers[1].driver, "vfio-pci");
+    let e = err(json!({"resourceList": [], "provision": [{"pf": "x", "numVfs": -1}]}));
+    assert!(e.contains("provision[0].numVfs"), "{e}");
+    let e = err(
+        json!({"resourceList": [], "provision": [{"pf": "x", "numVfs": 1, "vfDrivers": [{"vfs": "9-1", "driver": "d"}]}]}),
+    );
+    assert!(
+        e.contains("provision[0].vfDrivers[0].vfs") && e.contains("reversed"),
+        "{e}"
+    );
+    let e = err(json!({"resourceList": [], "provision": [{"pf": "x", "numVF": 1}]}));
+    assert!(e.contains("did you mean \"numVfs\""), "{e}");
+}
+
+#[test]
+fn load_reports_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.json");
+    std::fs::write(&p, "{not json").unwrap();
+    let e = Config::load(&p, "intel.com").unwrap_err().to_string();
+    assert!(e.contains("c.json") && e.contains("not valid JSON"), "{e}");
+    std::fs::write(
+        &p,
+        r#"{"resourceList":[{"resourceName":"p","selectors":{"pfName":[]}}]}"#,
+    )
+    .unwrap();
+    let e = Config::load(&p, "intel.com").unwrap_err().to_string();
+    assert!(
+        e.starts_with("config ") && e.contains("did you mean"),
+        "{e}"
+    );
+}

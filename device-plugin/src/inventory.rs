@@ -1,0 +1,98 @@
+//! `sriov-device-plugin inventory`: every PF and VF with the pool it falls in.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+use sriov_host::pci::{device_name, vendor_name};
+use sriov_host::{PciDevice, Role};
+
+use crate::daemon::Discovered;
+use crate::pool::pool_of;
+
+/// One inventory row.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    #[serde(flatten)]
+    pub device: &'a PciDevice,
+    pub vendor_name: Option<&'static str>,
+    pub device_name: Option<&'static str>,
+    pub pool: Option<String>,
+}
+
+pub fn entries(found: &Discovered) -> Vec<Entry<'_>> {
+    let pools = pool_of(&found.config, &found.pools);
+    found
+        .devices
+        .iter()
+        .map(|d| Entry {
+            device: d,
+            vendor_name: vendor_name(d.vendor),
+            device_name: device_name(d.vendor, d.device),
+            pool: pools.get(&d.address).cloned(),
+        })
+        .collect()
+}
+
+pub fn to_json(found: &Discovered) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&entries(found))
+}
+
+/// A readable table: one line per device, VFs indented under their PF.
+pub fn to_table(found: &Discovered) -> String {
+    let rows: Vec<[String; 8]> = entries(found)
+        .iter()
+        .map(|e| {
+            let d = e.device;
+            let role = match d.role {
+                Role::Pf { num_vfs, total_vfs } => format!("PF {num_vfs}/{total_vfs}"),
+                Role::Vf { index, .. } => format!("  VF {index}"),
+                Role::Plain => "-".into(),
+            };
+            let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+            [
+                d.address.to_string(),
+                role,
+                format!("{}:{} {}", d.vendor, d.device, e.device_name.unwrap_or("")),
+                opt(d.driver.clone()),
+                opt(d.netdev().map(str::to_string)),
+                opt(d.numa_node.map(|n| n.to_string())),
+                opt(d.iommu_group.map(|n| n.to_string())),
+                opt(e.pool.clone()),
+            ]
+        })
+        .collect();
+    let header = [
+        "ADDRESS",
+        "ROLE",
+        "ID / NAME",
+        "DRIVER",
+        "NETDEV",
+        "NUMA",
+        "IOMMU",
+        "POOL",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}

@@ -1,0 +1,114 @@
+//! The `provision` section of the config: which VFs to create on which PF and which driver
+//! each gets. Parsed here; applied before pools are built.
+
+use serde_json::Value;
+use sriov_host::IndexSet;
+
+use crate::config::{as_bool, as_str, check_keys, kind};
+
+const PROVISION_KEYS: &[&str] = &["pf", "numVfs", "vfDrivers", "linkUp"];
+const VF_DRIVER_KEYS: &[&str] = &["vfs", "driver"];
+
+/// One entry of `provision`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provision {
+    /// `pf`: the PF's netdev name or PCI address.
+    pub pf: String,
+    /// `numVfs`: how many VFs the PF should have.
+    pub num_vfs: u32,
+    /// `vfDrivers`: which driver each VF index range is bound to.
+    pub vf_drivers: Vec<VfDriver>,
+    /// `linkUp`: bring the PF netdev up first (bnxt creates no VFs while its PF is down).
+    pub link_up: bool,
+}
+
+/// One entry of `provision[].vfDrivers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VfDriver {
+    /// `vfs`: VF indexes such as `"0-3,6"`.
+    pub vfs: IndexSet,
+    /// `driver`: the kernel driver to bind them to.
+    pub driver: String,
+}
+
+/// Parse entry `i` of `provision`; errors are `(key path, problem)`.
+pub(crate) fn parse_provision(i: usize, v: &Value) -> Result<Provision, (String, String)> {
+    let at = |k: &str| format!("provision[{i}].{k}");
+    let obj = v.as_object().ok_or_else(|| {
+        (
+            format!("provision[{i}]"),
+            format!("expected an object, got {}", kind(v)),
+        )
+    })?;
+    check_keys(obj, PROVISION_KEYS).map_err(|(k, p)| (at(&k), p))?;
+    let pf = match obj.get("pf") {
+        None => {
+            return Err((
+                at("pf"),
+                "missing: expected a PF netdev name or PCI address".into(),
+            ))
+        }
+        Some(p) => as_str(p).map_err(|e| (at("pf"), e))?.to_string(),
+    };
+    let num_vfs = match obj.get("numVfs") {
+        None => return Err((at("numVfs"), "missing: expected a VF count".into())),
+        Some(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                (
+                    at("numVfs"),
+                    format!("expected a non-negative integer, got {n}"),
+                )
+            })?,
+    };
+    let link_up = match obj.get("linkUp") {
+        None => false,
+        Some(b) => as_bool(b).map_err(|e| (at("linkUp"), e))?,
+    };
+    let mut vf_drivers = Vec::new();
+    if let Some(list) = obj.get("vfDrivers") {
+        let list = list.as_array().ok_or_else(|| {
+            (
+                at("vfDrivers"),
+                format!("expected a list of objects, got {}", kind(list)),
+            )
+        })?;
+        for (j, d) in list.iter().enumerate() {
+            let at = |k: &str| format!("provision[{i}].vfDrivers[{j}]{k}");
+            let o = d
+                .as_object()
+                .ok_or_else(|| (at(""), format!("expected an object, got {}", kind(d))))?;
+            check_keys(o, VF_DRIVER_KEYS).map_err(|(k, p)| (at(&format!(".{k}")), p))?;
+            let vfs = o
+                .get("vfs")
+                .ok_or_else(|| {
+                    (
+                        at(".vfs"),
+                        "missing: expected VF indexes like \"0-3\"".into(),
+                    )
+                })
+                .and_then(|s| as_str(s).map_err(|e| (at(".vfs"), e)))?;
+            let vfs: IndexSet = vfs
+                .parse()
+                .map_err(|e: sriov_host::range::IndexSetError| (at(".vfs"), e.to_string()))?;
+            let driver = o
+                .get("driver")
+                .ok_or_else(|| (at(".driver"), "missing: expected a driver name".into()))
+                .and_then(|s| as_str(s).map_err(|e| (at(".driver"), e)))?;
+            if driver.is_empty() || driver.contains('/') || driver.starts_with('.') {
+                return Err((at(".driver"), format!("invalid driver name {driver:?}")));
+            }
+            vf_drivers.push(VfDriver {
+                vfs,
+                driver: driver.to_string(),
+            });
+        }
+    }
+    Ok(Provision {
+        pf,
+        num_vfs,
+        vf_drivers,
+        link_up,
+    })
+}
