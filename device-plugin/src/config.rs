@@ -33,10 +33,10 @@ pub enum DeviceType {
 /// How GetPreferredAllocation picks devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AllocationPolicy {
-    /// Fill one PF before the next, lowest addresses first.
+    /// Fill the most allocated PF first, so whole PFs stay free.
     #[default]
     Packed,
-    /// Spread allocations over PFs.
+    /// Round-robin over PFs, least loaded first.
     Spread,
 }
 

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::allocate::{allocate, HostPaths};
 use crate::pool::{DeviceStatus, Pool};
-use crate::prefer::preferred;
+use crate::prefer::{preferred, Inventory};
 
 /// The options every pool advertises.
 pub fn options() -> DevicePluginOptions {
@@ -98,22 +98,25 @@ impl DevicePlugin for PluginService {
         &self,
         req: Request<PreferredAllocationRequest>,
     ) -> Result<Response<PreferredAllocationResponse>, Status> {
-        let container_responses = req
-            .into_inner()
-            .container_requests
-            .iter()
-            .map(|c| {
-                let size = usize::try_from(c.allocation_size).unwrap_or(0);
-                ContainerPreferredAllocationResponse {
-                    device_i_ds: preferred(
-                        &self.pool,
-                        &c.available_device_i_ds,
-                        &c.must_include_device_i_ds,
-                        size,
-                    ),
-                }
-            })
-            .collect();
+        let inv = Inventory::of_pool(&self.pool);
+        let policy = self.pool.config.allocation_policy;
+        let pool = &self.pool.config.resource;
+        let mut container_responses = Vec::new();
+        for c in req.into_inner().container_requests {
+            let ids = preferred(
+                &inv,
+                policy,
+                &c.available_device_i_ds,
+                &c.must_include_device_i_ds,
+                c.allocation_size,
+            )
+            .map_err(|e| {
+                tracing::warn!(pool = %pool, error = %e, "GetPreferredAllocation refused");
+                Status::invalid_argument(format!("{pool}: {e}"))
+            })?;
+            tracing::debug!(pool = %pool, policy = ?policy, devices = ?ids, "preferred allocation");
+            container_responses.push(ContainerPreferredAllocationResponse { device_i_ds: ids });
+        }
         Ok(Response::new(PreferredAllocationResponse {
             container_responses,
         }))

@@ -204,14 +204,20 @@ async fn refuses_ids_the_pool_does_not_own() {
 }
 
 #[tokio::test]
-async fn prefers_packing_one_pf() {
+async fn preferred_allocation_follows_each_pools_policy_over_grpc() {
+    let mut config = ps225_config();
+    config["resourceList"][1]["allocationPolicy"] = "spread".into();
     let bed = Bed::ps225();
+    bed.write_config(&config);
     let kubelet = TestKubelet::start(&bed.dp_dir()).await;
     let _plugin = bed.spawn("kubelet");
-    kubelet
-        .wait_for_devices(NETDEV, |d| !d.is_empty(), T)
-        .await
-        .unwrap();
+    for res in [NETDEV, DPDK] {
+        kubelet
+            .wait_for_devices(res, |d| !d.is_empty(), T)
+            .await
+            .unwrap();
+    }
+    // Netdev pool (packed, the default): PF 03 has 4 VFs allocated, PF 04 has 3.
     let avail = [
         "0000:03:10.0",
         "0000:03:10.1",
@@ -219,21 +225,56 @@ async fn prefers_packing_one_pf() {
         "0000:04:10.1",
         "0000:04:10.2",
     ];
-    // PF 04 can hold all three: packed there, lowest addresses first.
     let p = kubelet.preferred(NETDEV, &avail, &[], 3).await.unwrap();
-    assert_eq!(p, ["0000:04:10.0", "0000:04:10.1", "0000:04:10.2"]);
-    // A must-include on PF 03 pulls the rest onto PF 03 first.
+    assert_eq!(p, ["0000:03:10.0", "0000:03:10.1", "0000:04:10.0"]);
     let p = kubelet
         .preferred(NETDEV, &avail, &["0000:03:10.1"], 2)
         .await
         .unwrap();
     assert_eq!(p, ["0000:03:10.1", "0000:03:10.0"]);
+    // A must-include on NUMA node 1 keeps the rest on node 1 (PF 04).
     let p = kubelet
-        .preferred(NETDEV, &avail, &["0000:03:10.1"], 4)
+        .preferred(NETDEV, &avail, &["0000:04:10.2"], 3)
         .await
         .unwrap();
-    assert_eq!(p.len(), 4);
-    assert_eq!(p[0], "0000:03:10.1");
+    assert_eq!(p, ["0000:04:10.2", "0000:04:10.0", "0000:04:10.1"]);
+    let e = kubelet.preferred(NETDEV, &avail, &[], 6).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("larger than the 5 available devices"),
+        "{e}"
+    );
+    let e = kubelet
+        .preferred(NETDEV, &avail, &["0000:03:10.6"], 2)
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("not a device of this pool"), "{e}");
+
+    // DPDK pool (spread): one VF per PF.
+    let all = [
+        "0000:03:10.6",
+        "0000:03:10.7",
+        "0000:04:10.6",
+        "0000:04:10.7",
+    ];
+    let p = kubelet.preferred(DPDK, &all, &[], 2).await.unwrap();
+    assert_eq!(p, ["0000:03:10.6", "0000:04:10.6"]);
+    let p = kubelet.preferred(DPDK, &all, &[], 4).await.unwrap();
+    assert_eq!(
+        p,
+        [
+            "0000:03:10.6",
+            "0000:04:10.6",
+            "0000:03:10.7",
+            "0000:04:10.7"
+        ]
+    );
+    // NUMA first, then spread: with a node-1 must-include only node-1 devices are added.
+    let p = kubelet
+        .preferred(DPDK, &all, &["0000:04:10.7"], 2)
+        .await
+        .unwrap();
+    assert_eq!(p, ["0000:04:10.7", "0000:04:10.6"]);
 }
 
 #[tokio::test]
