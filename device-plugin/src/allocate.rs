@@ -159,8 +159,8 @@ pub fn allocate(
 
 /// The device nodes one device needs, as real `/dev` paths, checked under the dev root.
 #[derive(Debug, Default)]
-struct DeviceNodes {
-    nodes: Vec<String>,
+pub(crate) struct DeviceNodes {
+    pub(crate) nodes: Vec<String>,
     vfio_group: Option<String>,
     uio: Option<String>,
     /// `rdma_cm`, `uverbs`, `umad`, `issm` -> path.
@@ -169,7 +169,11 @@ struct DeviceNodes {
 }
 
 impl DeviceNodes {
-    fn read(pool: &Pool, paths: &HostPaths, a: PciAddress) -> Result<DeviceNodes, AllocateError> {
+    pub(crate) fn read(
+        pool: &Pool,
+        paths: &HostPaths,
+        a: PciAddress,
+    ) -> Result<DeviceNodes, AllocateError> {
         let sys = |source| AllocateError::Sysfs { id: a, source };
         let mut out = DeviceNodes::default();
         let need = |rel: String| -> Result<String, AllocateError> {

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocate::HostPaths;
+use crate::cdi::{self, Cdi};
 use crate::cli::{Opts, RegistrationMode};
 use crate::config::{Config, ConfigError};
 use crate::pool::{assign, HostFacts, Pool};
@@ -89,9 +90,6 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     if let Some(addr) = &opts.metrics_addr {
         tracing::warn!(addr = %addr, "metrics listener not available yet; --metrics-addr ignored");
     }
-    if opts.cdi {
-        tracing::warn!(dir = %opts.cdi_dir.display(), "CDI specs not available yet; --cdi ignored");
-    }
     if !found.config.provision.is_empty() {
         tracing::warn!(
             entries = found.config.provision.len(),
@@ -103,6 +101,7 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
         dev_root: opts.dev_root.clone(),
         devinfo_dir: opts.devinfo_dir.clone(),
     });
+    let stop = CancellationToken::new();
     let pools: Vec<Arc<Pool>> = found
         .config
         .pools
@@ -110,6 +109,12 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
         .zip(found.pools)
         .map(|(c, d)| Arc::new(Pool::new(c, d)))
         .collect();
+    let cdi = opts.cdi.then(|| Arc::new(Cdi::new(&opts.cdi_dir)));
+    if let Some(cdi) = &cdi {
+        for pool in &pools {
+            cdi::spawn_sync(cdi.clone(), pool, paths.clone(), stop.clone());
+        }
+    }
 
     let mode = match opts.registration {
         RegistrationMode::Auto if opts.plugins_registry_dir.is_dir() => RegistrationMode::Watcher,
@@ -117,13 +122,12 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
         m => m,
     };
     tracing::info!(mode = ?mode, "registration mode");
-    let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     match mode {
         RegistrationMode::Watcher => {
             ensure_dir(&opts.plugins_registry_dir)?;
             for pool in &pools {
-                let svc = service(pool, &paths, &stop);
+                let svc = service(pool, &paths, &stop, &cdi);
                 tasks.spawn(run_watcher_mode(
                     svc,
                     opts.plugins_registry_dir.clone(),
@@ -135,7 +139,7 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
             ensure_dir(&opts.device_plugins_dir)?;
             let events = watch_dir(&opts.device_plugins_dir)?;
             for pool in &pools {
-                let svc = service(pool, &paths, &stop);
+                let svc = service(pool, &paths, &stop, &cdi);
                 tasks.spawn(run_kubelet_mode(
                     svc,
                     opts.device_plugins_dir.clone(),
@@ -163,17 +167,30 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
             failure.get_or_insert(e);
         }
     }
+    if let Some(cdi) = &cdi {
+        for pool in &pools {
+            if let Err(e) = cdi.remove(&pool.config.resource) {
+                tracing::warn!(error = %e, "CDI spec left behind");
+            }
+        }
+    }
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
 
-fn service(pool: &Arc<Pool>, paths: &Arc<HostPaths>, stop: &CancellationToken) -> PluginService {
+fn service(
+    pool: &Arc<Pool>,
+    paths: &Arc<HostPaths>,
+    stop: &CancellationToken,
+    cdi: &Option<Arc<Cdi>>,
+) -> PluginService {
     PluginService {
         pool: pool.clone(),
         paths: paths.clone(),
         stop: stop.clone(),
+        cdi: cdi.clone(),
     }
 }
 

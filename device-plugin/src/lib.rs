@@ -6,11 +6,13 @@
 //! - [`route`]: the netdevs carrying the default route (never pooled)
 //! - [`pool`], [`health`]: pool membership and the live device list of each pool
 //! - [`server`], [`allocate`], [`prefer`]: the DevicePlugin service
+//! - [`cdi`]: CDI spec files (`--cdi`)
 //! - [`socket`], [`registration`], [`watch`]: sockets, kubelet and plugin-watcher registration,
 //!   kubelet restarts
 //! - [`daemon`]: orchestration; [`inventory`]: the `inventory` subcommand
 
 pub mod allocate;
+pub mod cdi;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -16,7 +16,10 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use sriov_host::PciAddress;
+
 use crate::allocate::{allocate, HostPaths};
+use crate::cdi::Cdi;
 use crate::pool::{DeviceStatus, Pool};
 use crate::prefer::{preferred, Inventory};
 
@@ -35,6 +38,8 @@ pub struct PluginService {
     pub pool: Arc<Pool>,
     pub paths: Arc<HostPaths>,
     pub stop: CancellationToken,
+    /// With `--cdi`: Allocate answers with CDI names.
+    pub cdi: Option<Arc<Cdi>>,
 }
 
 /// A device list as the kubelet wants it.
@@ -130,7 +135,15 @@ impl DevicePlugin for PluginService {
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
             match allocate(&self.pool, &self.paths, &c.devices_ids) {
-                Ok(r) => {
+                Ok(mut r) => {
+                    if let Some(cdi) = &self.cdi {
+                        let ids: Vec<PciAddress> = c
+                            .devices_ids
+                            .iter()
+                            .filter_map(|i| i.parse().ok())
+                            .collect();
+                        cdi.apply(&self.pool, &self.paths, &ids, &mut r);
+                    }
                     tracing::info!(pool = %pool, devices = ?c.devices_ids, "allocated");
                     container_responses.push(r);
                 }

@@ -278,6 +278,84 @@ async fn preferred_allocation_follows_each_pools_policy_over_grpc() {
 }
 
 #[tokio::test]
+async fn cdi_specs_per_pool_and_allocate_answers_with_cdi_names() {
+    let bed = Bed::ps225();
+    let kubelet = TestKubelet::start(&bed.dp_dir()).await;
+    let cdi_dir = bed.cdi_dir();
+    let mut plugin = bed.spawn_with(
+        "kubelet",
+        &["--cdi", "--cdi-dir", cdi_dir.to_str().unwrap()],
+    );
+    for res in [NETDEV, DPDK] {
+        kubelet
+            .wait_for_devices(res, |d| !d.is_empty(), T)
+            .await
+            .unwrap();
+    }
+    let dpdk_spec = cdi_dir.join("sriov-dp-arm.com-ps225_dpdk.json");
+    let netdev_spec = cdi_dir.join("sriov-dp-arm.com-ps225_sriov_netdevice.json");
+    let deadline = Instant::now() + T;
+    while !(dpdk_spec.exists() && netdev_spec.exists()) {
+        assert!(Instant::now() < deadline, "no CDI specs:\n{}", plugin.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let spec = read(&dpdk_spec);
+    assert_valid_cdi(&spec);
+    assert_eq!(spec["kind"], DPDK);
+    let names: Vec<&str> = spec["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "0000:03:10.6",
+            "0000:03:10.7",
+            "0000:04:10.6",
+            "0000:04:10.7"
+        ]
+    );
+    assert_eq!(
+        spec["devices"][0]["containerEdits"]["deviceNodes"],
+        serde_json::json!([{"path": "/dev/vfio/vfio", "permissions": "rw"},
+                           {"path": "/dev/vfio/106", "permissions": "rw"}])
+    );
+    let spec = read(&netdev_spec);
+    assert_valid_cdi(&spec);
+    assert_eq!(spec["devices"].as_array().unwrap().len(), 12);
+
+    let r = kubelet
+        .allocate(DPDK, &["0000:04:10.7", "0000:03:10.6"])
+        .await
+        .unwrap();
+    let cdi: Vec<&str> = r.cdi_devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        cdi,
+        [
+            "arm.com/ps225_dpdk=0000:04:10.7",
+            "arm.com/ps225_dpdk=0000:03:10.6"
+        ]
+    );
+    assert!(r.devices.is_empty(), "CDI names instead of device specs");
+    assert_eq!(
+        r.envs["PCIDEVICE_ARM_COM_PS225_DPDK"],
+        "0000:04:10.7,0000:03:10.6"
+    );
+
+    plugin.sigterm();
+    assert!(plugin.wait(T).await.success());
+    assert!(
+        !dpdk_spec.exists() && !netdev_spec.exists(),
+        "specs removed on stop"
+    );
+}
+
+#[tokio::test]
 async fn re_registers_after_a_kubelet_restart() {
     let bed = Bed::ps225();
     let mut kubelet = TestKubelet::start(&bed.dp_dir()).await;

@@ -88,6 +88,9 @@ impl Bed {
     pub fn log(&self) -> PathBuf {
         self.tmp.path().join("plugin.log")
     }
+    pub fn cdi_dir(&self) -> PathBuf {
+        self.tmp.path().join("cdi")
+    }
 
     /// The flags every run uses, for `mode`.
     pub fn args(&self, mode: &str) -> Vec<String> {
@@ -112,9 +115,15 @@ impl Bed {
 
     /// Start the plugin daemon; its log goes to [`Bed::log`].
     pub fn spawn(&self, mode: &str) -> Plugin {
+        self.spawn_with(mode, &[])
+    }
+
+    /// Start the plugin daemon with extra flags.
+    pub fn spawn_with(&self, mode: &str, extra: &[&str]) -> Plugin {
         let log = fs::File::create(self.log()).unwrap();
         let child = Command::new(bin())
             .args(self.args(mode))
+            .args(extra)
             .env("RUST_LOG", "debug,h2=info,tower=info,hyper=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -210,4 +219,19 @@ impl Drop for Plugin {
 pub fn mode_of(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Validate `spec` against the CDI JSON schema committed under tests/schemas/.
+pub fn assert_valid_cdi(spec: &serde_json::Value) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/schemas/cdi-spec.schema.json"
+    );
+    let schema: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(spec)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "CDI spec invalid: {errors:#?}\n{spec:#}");
 }
