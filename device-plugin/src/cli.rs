@@ -72,7 +72,7 @@ pub struct Opts {
     /// Default prefix of resource names.
     #[arg(long, default_value = "intel.com")]
     pub resource_prefix: String,
-    /// Prometheus /metrics and /healthz listener, e.g. 127.0.0.1:9808.
+    /// Prometheus /metrics and /healthz listener, IP:port, e.g. 127.0.0.1:9808.
     #[arg(long)]
-    pub metrics_addr: Option<String>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }

@@ -13,6 +13,7 @@ use crate::allocate::HostPaths;
 use crate::cdi::{self, Cdi};
 use crate::cli::{Opts, RegistrationMode};
 use crate::config::{Config, ConfigError};
+use crate::metrics;
 use crate::pool::{assign, HostFacts, Pool};
 use crate::registration::{run_kubelet_mode, run_watcher_mode};
 use crate::route::default_route_netdevs;
@@ -36,6 +37,11 @@ pub enum DaemonError {
     Socket(#[from] SocketError),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -87,9 +93,6 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
         pools = found.config.pools.len(),
         "discovery done"
     );
-    if let Some(addr) = &opts.metrics_addr {
-        tracing::warn!(addr = %addr, "metrics listener not available yet; --metrics-addr ignored");
-    }
     if !found.config.provision.is_empty() {
         tracing::warn!(
             entries = found.config.provision.len(),
@@ -109,6 +112,15 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
         .zip(found.pools)
         .map(|(c, d)| Arc::new(Pool::new(c, d)))
         .collect();
+    if let Some(addr) = opts.metrics_addr {
+        metrics::serve(metrics::global(), addr, stop.clone())
+            .await
+            .map_err(|source| DaemonError::Metrics { addr, source })?;
+    }
+    metrics::record_pfs(&found.devices);
+    for pool in &pools {
+        metrics::spawn_pool_watch(metrics::global(), pool, stop.clone());
+    }
     let cdi = opts.cdi.then(|| Arc::new(Cdi::new(&opts.cdi_dir)));
     if let Some(cdi) = &cdi {
         for pool in &pools {

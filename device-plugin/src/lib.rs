@@ -6,7 +6,7 @@
 //! - [`route`]: the netdevs carrying the default route (never pooled)
 //! - [`pool`], [`health`]: pool membership and the live device list of each pool
 //! - [`server`], [`allocate`], [`prefer`]: the DevicePlugin service
-//! - [`cdi`]: CDI spec files (`--cdi`)
+//! - [`cdi`]: CDI spec files (`--cdi`); [`metrics`]: Prometheus metrics (`--metrics-addr`)
 //! - [`socket`], [`registration`], [`watch`]: sockets, kubelet and plugin-watcher registration,
 //!   kubelet restarts
 //! - [`daemon`]: orchestration; [`inventory`]: the `inventory` subcommand
@@ -18,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod inventory;
+pub mod metrics;
 pub mod pool;
 pub mod prefer;
 pub mod provision;

@@ -20,6 +20,7 @@ use sriov_host::PciAddress;
 
 use crate::allocate::{allocate, HostPaths};
 use crate::cdi::Cdi;
+use crate::metrics;
 use crate::pool::{DeviceStatus, Pool};
 use crate::prefer::{preferred, Inventory};
 
@@ -145,10 +146,12 @@ impl DevicePlugin for PluginService {
                         cdi.apply(&self.pool, &self.paths, &ids, &mut r);
                     }
                     tracing::info!(pool = %pool, devices = ?c.devices_ids, "allocated");
+                    metrics::allocation(&pool.to_string(), true);
                     container_responses.push(r);
                 }
                 Err(e) => {
                     tracing::warn!(pool = %pool, devices = ?c.devices_ids, error = %e, "allocate refused");
+                    metrics::allocation(&pool.to_string(), false);
                     let msg = e.to_string();
                     return Err(if e.is_invalid_argument() {
                         Status::invalid_argument(msg)

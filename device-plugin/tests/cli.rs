@@ -52,6 +52,9 @@ fn missing_config_and_bad_flags_exit_2() {
     assert_eq!(st.code(), Some(2));
     let (st, _, _) = run(&["--no-such-flag"]);
     assert_eq!(st.code(), Some(2));
+    let (st, _, err) = run(&["--metrics-addr", "localhost"]);
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(err.contains("--metrics-addr"), "{err}");
 }
 
 #[test]

@@ -483,3 +483,115 @@ async fn reports_a_vf_that_disappears_as_unhealthy() {
         .collect();
     assert_eq!(bad, ["0000:04:10.7"]);
 }
+
+/// Inodes of the TCP sockets the process listens on.
+#[allow(clippy::unwrap_used)]
+fn tcp_listeners(pid: i32) -> Vec<String> {
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            l.to_str()
+                .and_then(|s| s.strip_prefix("socket:["))
+                .map(|s| s.trim_end_matches(']').to_string())
+        })
+        .collect();
+    let mut out = Vec::new();
+    for f in ["tcp", "tcp6"] {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).unwrap_or_default();
+        for l in t.lines().skip(1) {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            if cols.len() > 9 && cols[3] == "0A" && fds.contains(&cols[9].to_string()) {
+                out.push(cols[9].to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn metrics_endpoint_reports_pools_registrations_and_allocations() {
+    use sriov_tests::promtext::{http_get, parse};
+    let bed = Bed::ps225();
+    let kubelet = TestKubelet::start(&bed.dp_dir()).await;
+    let plugin = bed.spawn_with("kubelet", &["--metrics-addr", "127.0.0.1:0"]);
+    for res in [NETDEV, DPDK] {
+        kubelet
+            .wait_for_devices(res, |d| !d.is_empty(), T)
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + T;
+    let addr: std::net::SocketAddr = loop {
+        let log = plugin.log();
+        if let Some(a) = log
+            .lines()
+            .find(|l| l.contains("metrics listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+        {
+            break a.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no metrics listener:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(tcp_listeners(plugin.pid()).len(), 1);
+    kubelet.allocate(DPDK, &["0000:03:10.6"]).await.unwrap();
+    kubelet.allocate(DPDK, &["0000:03:10.0"]).await.unwrap_err();
+
+    let (code, _, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 200);
+    let e = parse(&body).unwrap_or_else(|err| panic!("{err}\n{body}"));
+    let healthy = |r: &str| {
+        e.value(
+            "sriov_dp_devices",
+            &[("resource", r), ("health", "Healthy")],
+        )
+    };
+    assert_eq!(healthy(NETDEV), Some(12.0));
+    assert_eq!(healthy(DPDK), Some(4.0));
+    for r in [NETDEV, DPDK] {
+        assert_eq!(
+            e.value(
+                "sriov_dp_kubelet_registrations_total",
+                &[("resource", r), ("mode", "kubelet")]
+            ),
+            Some(1.0),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        e.value("sriov_dp_allocations_total", &[("resource", DPDK)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        e.value("sriov_dp_allocation_failures_total", &[("resource", DPDK)]),
+        Some(1.0)
+    );
+    for pf in ["0000:03:00.0", "0000:04:00.0"] {
+        assert_eq!(e.value("sriov_dp_pf_num_vfs", &[("pf", pf)]), Some(8.0));
+    }
+    assert_eq!(e.value("sriov_dp_provision_runs_total", &[]), Some(0.0));
+    let (code, _, body) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+}
+
+#[tokio::test]
+async fn no_tcp_listener_without_metrics_addr() {
+    let bed = Bed::ps225();
+    let kubelet = TestKubelet::start(&bed.dp_dir()).await;
+    let plugin = bed.spawn("kubelet");
+    kubelet
+        .wait_for_devices(DPDK, |d| !d.is_empty(), T)
+        .await
+        .unwrap();
+    assert!(tcp_listeners(plugin.pid()).is_empty());
+    assert!(!plugin.log().contains("metrics listening"));
+}

@@ -5,3 +5,4 @@ pub mod fakekernel;
 pub mod fakesys;
 pub mod kubelet;
 pub mod netbed;
+pub mod promtext;
