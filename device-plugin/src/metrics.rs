@@ -16,7 +16,7 @@
 //! | `sriov_dp_provision_failures_total` | counter | | provisioning runs that failed |
 //! | `sriov_dp_config_reloads_total` | counter | | config reloads attempted |
 //! | `sriov_dp_config_reload_failures_total` | counter | | reloads refused (invalid config; the old one keeps serving) |
-//! | `sriov_dp_config_last_reload_successful` | gauge | | 1 when the last reload was applied, 0 when refused |
+//! | `sriov_dp_config_last_reload_successful` | gauge | | 1 when the last reload was applied (or none was tried yet), 0 when refused |
 //! | `sriov_dp_kubelet_registrations_total` | counter | `resource`, `mode` | registrations with the kubelet (`mode`: `kubelet` or `watcher`) |
 
 use std::convert::Infallible;
@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +43,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 use crate::pool::Pool;
+
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The content type of the OpenMetrics text format `prometheus-client` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -165,6 +168,8 @@ impl Metrics {
             "Registrations with the kubelet",
             m.registrations.clone(),
         );
+        // The config the daemon started with was valid (else it would not run).
+        m.config_last_ok.set(1);
         Metrics { registry, ..m }
     }
 
@@ -355,12 +360,15 @@ pub async fn serve(
             };
             let stop = stop.clone();
             tokio::spawn(async move {
-                let conn = http1::Builder::new().serve_connection(
-                    TokioIo::new(stream),
-                    service_fn(
-                        move |req| async move { Ok::<_, Infallible>(handle(metrics, &req)) },
-                    ),
-                );
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(
+                            move |req| async move { Ok::<_, Infallible>(handle(metrics, &req)) },
+                        ),
+                    );
                 tokio::select! {
                     r = conn => if let Err(e) = r {
                         tracing::debug!(error = %e, "metrics connection");

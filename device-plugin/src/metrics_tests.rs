@@ -209,3 +209,15 @@ fn pf_counts_come_from_discovery() {
             >= 8.0
     );
 }
+
+#[test]
+fn a_fresh_daemon_reports_its_config_as_good_and_no_error() {
+    let m = leaked();
+    let e = parse(&m.encode()).unwrap();
+    assert_eq!(
+        e.value("sriov_dp_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(e.value("sriov_dp_config_reloads_total", &[]), Some(0.0));
+    assert_eq!(m.last_config_error(), None);
+}
