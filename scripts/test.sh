@@ -15,3 +15,5 @@ echo "== cargo test (unit, fake sysfs, netns, test kubelet)"
 cargo test --workspace
 echo "== deploy/ manifests and config samples"
 bash scripts/validate-manifests.sh
+echo "== Dockerfile build step (static release binaries, as the image builds them)"
+bash scripts/check-dockerfile.sh
