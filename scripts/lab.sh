@@ -26,7 +26,8 @@
 # Works without a TTY (CI) and from a shell. Needs root for scripts/install-deps.sh; as another
 # user the install step is skipped when the tools are already there.
 set -euo pipefail
-
+# The whole script is one block, parsed before it runs: editing this file during a run is safe.
+{
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scen_dir="$repo/tests/lab/scenarios"
 out_root="${LAB_OUT_ROOT:-$repo/target/lab}"
@@ -107,9 +108,12 @@ if [ ${#runnable[@]} -gt 0 ]; then
       key="LAB_TEST_$(echo "$test" | tr '[:lower:]-' '[:upper:]_')"
       [ -n "${test_bins[$key]:-}" ] && continue
       say "cargo test --release -p $pkg --test $test --no-run"
-      exe=$(cd "$repo" && cargo test --release -p "$pkg" --test "$test" --no-run --message-format=json \
-        | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "'"$test"'") | .executable' \
-        | tail -n1)
+      # json-render-diagnostics: artifacts as JSON on stdout, compiler errors readable on stderr.
+      exe=$(cd "$repo" && cargo test --release -p "$pkg" --test "$test" --no-run \
+        --message-format=json-render-diagnostics \
+        | jq -r --arg t "$test" 'select(.reason == "compiler-artifact" and .executable != null
+            and .target.name == $t) | .executable' | tail -n1) \
+        || die "building test $test of $pkg failed"
       [ -x "$exe" ] || die "no test executable for $pkg --test $test"
       test_bins[$key]=$exe
     done < <(sed -n 's/^# lab-test-bin: *//p' "$f")
@@ -124,11 +128,28 @@ qemu_opts+=" -netdev hubport,id=n1,hubid=0 -device igb,bus=rp1,netdev=n1"
 # One TCG thread: multi-threaded TCG hung about one boot in six on these machines.
 qemu_opts+=" -accel tcg,thread=single"
 
+guest_pid=""
+# shellcheck disable=SC2317 # a trap handler
+interrupted() {
+  if [ -n "$guest_pid" ]; then
+    kill -TERM -- "-$guest_pid" 2>/dev/null || kill -TERM "$guest_pid" 2>/dev/null || true
+    wait "$guest_pid" 2>/dev/null || true
+  fi
+  echo "lab: interrupted" >&2
+  exit 130
+}
+trap interrupted INT TERM
+
+# no_timer_check: under software emulation on a busy host the kernel's boot-time check of the
+# IO-APIC timer (through interrupt remapping) can miss its deadline and panic ("timer doesn't
+# work through Interrupt-remapped IO-APIC"); the timer itself works.
+kappend="intel_iommu=on no_timer_check"
+
 names=() results=() secs=()
 npass=0 nfail=0 nskip=0
 
 run_one() {
-  local f=$1 name out log wrapper tmo start rc result reason line
+  local f=$1 name out log wrapper tmo start rc result reason line panic
   name=$(basename "$f" .sh)
   out="$out_root/$name"
   log="$out_root/$name.log"
@@ -149,20 +170,21 @@ run_one() {
   tmo=${tmo:-$default_timeout}
   say "scenario $name (timeout ${tmo}s)"
   start=$(date +%s)
-  set +e
-  # timeout(1) puts vng and QEMU in its own process group and signals the whole group.
+  # timeout(1) puts vng and QEMU in a process group of their own and signals the whole group;
+  # run in the background so that an interrupt of this script can stop that group too.
+  local vng=(vng --run "$kernel" --force-9p --disable-microvm --disable-kvm -m "$memory" --verbose
+    --rwdir="$out" --append "$kappend" --qemu-opts="$qemu_opts" --exec "bash $wrapper")
   if [ -n "$verbose" ]; then
-    timeout -k 10 "$tmo" vng --run "$kernel" --force-9p --disable-microvm --disable-kvm -m "$memory" \
-      --verbose --rwdir="$out" --append intel_iommu=on --qemu-opts="$qemu_opts" \
-      --exec "bash $wrapper" </dev/null 2>&1 | tee "$log"
-    rc=${PIPESTATUS[0]}
+    timeout -k 10 "$tmo" "${vng[@]}" </dev/null > >(tee "$log") 2>&1 &
   else
-    timeout -k 10 "$tmo" vng --run "$kernel" --force-9p --disable-microvm --disable-kvm -m "$memory" \
-      --verbose --rwdir="$out" --append intel_iommu=on --qemu-opts="$qemu_opts" \
-      --exec "bash $wrapper" </dev/null >"$log" 2>&1
-    rc=$?
+    timeout -k 10 "$tmo" "${vng[@]}" </dev/null >"$log" 2>&1 &
   fi
-  set -e
+  guest_pid=$!
+  rc=0
+  wait "$guest_pid" || rc=$?
+  guest_pid=""
+  wait  # the tee of --verbose
+  echo "lab: vng exit status $rc" >>"$log"
   secs+=("$(( $(date +%s) - start ))")
   names+=("$name")
 
@@ -182,6 +204,8 @@ run_one() {
   else
     result=FAIL
     reason="guest ended without a LAB-RESULT marker (vng exit $rc)"
+    panic=$(grep -a -o 'Kernel panic - .*' "$log" | tr -d '\r' | head -n1 || true)
+    [ -z "$panic" ] || reason="guest kernel panic: ${panic#Kernel panic - }"
   fi
   results+=("$result")
 
@@ -193,8 +217,15 @@ run_one() {
     nfail=$((nfail + 1))
     say "$result $name (${secs[-1]}s): $reason"
     if [ -z "$verbose" ]; then
-      echo "---- last 60 lines of $log ----" >&2
-      tail -n 60 "$log" >&2
+      # The console log holds kernel messages and the scenario's output; for a failure the
+      # scenario's lines matter (kernel log: $out/dmesg.txt), for a hang the raw console does.
+      if [ "$result" = TIMEOUT ]; then
+        echo "---- last 60 lines of $log ----" >&2
+        tail -n 60 "$log" >&2
+      else
+        echo "---- last 60 scenario lines of $log (kernel log: ${out#"$repo"/}/dmesg.txt) ----" >&2
+        grep -av '^\[ *[0-9]*\.[0-9]*\] ' "$log" | grep -av 'KASLR' | tail -n 60 >&2
+      fi
       echo "---- end of $log ----" >&2
     fi
   fi
@@ -221,3 +252,5 @@ echo "logs: ${out_root#"$repo"/}/<scenario>.log"
 [ "$nskip" = 0 ] || echo "$nskip skipped (not runnable yet)"
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]
+}
+exit
