@@ -49,7 +49,7 @@ SRC
 }
 
 base() {
-  apt_install iproute2 iputils-ping containernetworking-plugins procps kmod jq
+  apt_install iproute2 iputils-ping containernetworking-plugins procps kmod jq shellcheck
 }
 
 # The guest kernel: the backports Debian kernel, unpacked (not installed as the host's kernel).

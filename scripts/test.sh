@@ -13,3 +13,7 @@ echo "== cargo clippy --all-targets"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test (unit, fake sysfs, netns, test kubelet)"
 cargo test --workspace
+echo "== shellcheck (scripts, lab)"
+shellcheck -x scripts/*.sh .ci/run tests/lab/guest-lib.sh tests/lab/scenarios/*.sh
+echo "== emulated SR-IOV lab (scripts/lab.sh all)"
+bash scripts/lab.sh all
