@@ -26,7 +26,8 @@
 # Works without a TTY (CI) and from a shell. Needs root for scripts/install-deps.sh; as another
 # user the install step is skipped when the tools are already there.
 set -euo pipefail
-# The whole script is one block, parsed before it runs: editing this file during a run is safe.
+# The whole script is one block ending in "}; exit" on one line: bash parses it completely
+# before running it, so editing this file during a run cannot disturb the run.
 {
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scen_dir="$repo/tests/lab/scenarios"
@@ -252,5 +253,4 @@ echo "logs: ${out_root#"$repo"/}/<scenario>.log"
 [ "$nskip" = 0 ] || echo "$nskip skipped (not runnable yet)"
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]
-}
-exit
+}; exit
