@@ -157,6 +157,26 @@ _lab_cleanup() {
   dmesg >"$LAB_OUT/dmesg.txt" 2>/dev/null
 }
 
+# _lab_running PID: the process exists and is not a zombie waiting to be reaped.
+_lab_running() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ "$st" != Z* ]]
+}
+
+# stop_bg PID [SIGNAL [SECONDS]]: send SIGNAL (default TERM) to a background child, wait up to
+# SECONDS (default 10) for it to exit, then SIGKILL; reaps it. Returns the child's status.
+stop_bg() {
+  local pid=$1 sig=${2:-TERM} secs=${3:-10} rc=0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  if ! wait_until "$secs" eval "! _lab_running $pid"; then
+    note "pid $pid still running ${secs}s after SIG$sig: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || rc=$?
+  return "$rc"
+}
+
 # --- setup ------------------------------------------------------------------------------------
 
 # lab_setup: modules, mounts, PF discovery. Exports PF_PCI (0000:01:00.0), PF_IF, PF_SYS.
@@ -318,8 +338,7 @@ dp_start() {
 # dp_stop: SIGTERM the device plugin started by dp_start and wait (bounded) for it to exit.
 dp_stop() {
   [ -n "${DP_PID:-}" ] || return 0
-  kill -TERM "$DP_PID" 2>/dev/null || true
-  wait_until 10 sh -c "! kill -0 $DP_PID" || kill -KILL "$DP_PID" 2>/dev/null || true
+  stop_bg "$DP_PID" TERM 10
   DP_PID=""
 }
 
