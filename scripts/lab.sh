@@ -7,7 +7,7 @@
 #   scripts/lab.sh --list
 #
 # SCENARIO is a file name under tests/lab/scenarios/, with or without ".sh" (00-igb-sanity),
-# or just its number (00). "all" runs every scenario in order; scenarios marked not runnable are
+# or just its number (00). "all" runs every numbered scenario in order; those marked not runnable are
 # reported as SKIP and not counted as passed.
 #
 # Scenario headers the runner reads (comment lines anywhere in the scenario file):
@@ -37,7 +37,7 @@ verbose=""
 default_timeout=300
 memory=2G
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 say() {
   if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi
 }

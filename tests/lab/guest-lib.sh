@@ -187,7 +187,7 @@ lab_setup() {
   mkdir -p "$LAB_OUT"
   # Kernel warnings and worse stay on the console; the full kernel log goes to $LAB_OUT/dmesg.txt.
   dmesg -n 4 2>/dev/null || true
-  mountpoint -q /run/netns 2>/dev/null || { mkdir -p /run/netns; }
+  mkdir -p /run/netns
   step "lab setup: kernel $(uname -r), $(nproc) CPU(s), scenario $LAB_NAME"
   modprobe igb
   modprobe igbvf
