@@ -164,8 +164,11 @@ run_one() {
       "$name" "$repo/target/release" "$repo" "$out"
     for k in "${!test_bins[@]}"; do printf 'export %s=%q\n' "$k" "${test_bins[$k]}"; done
     printf 'cd %q\n' "$repo"
-    printf 'exec bash %q\n' "$f"
+    printf 'exec bash %q\n' "$out/.scenario.sh"
   } >"$wrapper"
+  # bash reads a script as it runs it: the guest runs a copy, so editing the scenario during a
+  # run cannot change what the guest executes.
+  cp "$f" "$out/.scenario.sh"
 
   tmo=$(header "$f" lab-timeout)
   tmo=${tmo:-$default_timeout}

@@ -2,8 +2,10 @@
 # 00-igb-sanity: proves the lab itself with plain commands (no product binaries).
 # The emulated igb PF is found and comes up; 4 VFs appear with igbvf netdevs; VF admin settings
 # (mac, vlan+qos, spoofchk, trust, max_tx_rate) are set on the PF and read back; link_state is
-# refused (igb does not support it); VF0 and VF1, each in its own netns on VLAN 100, ping each
-# other; VF3 binds to vfio-pci and gets /dev/vfio/<group>; writing 0 removes every VF.
+# refused (igb does not support it); VF2 is restored exactly (the PF's VF lines equal those
+# recorded before: the restore recipe the CNI needs); VF0 and VF1, each in its own netns on
+# VLAN 100, ping each other; VF3 binds to vfio-pci and gets /dev/vfio/<group>; writing 0
+# removes every VF.
 set -euo pipefail
 # shellcheck source=tests/lab/guest-lib.sh
 . "$LAB_REPO/tests/lab/guest-lib.sh"
@@ -30,6 +32,8 @@ check "PF lists 4 VF lines" test "$(vf_lines | wc -l)" = 4
 vf_lines | sed 's/^/    /'
 
 step "VF admin settings on the PF (VF2)"
+record_vf_state "$LAB_OUT/vf-before.txt"
+vf2_mac=$(cat "/sys/class/net/$(vf_netdev 2)/address")
 check "set vf 2 mac" ip link set "$PF_IF" vf 2 mac 02:00:00:00:02:02
 check "set vf 2 vlan 200 qos 3" ip link set "$PF_IF" vf 2 vlan 200 qos 3
 check "set vf 2 spoofchk off" ip link set "$PF_IF" vf 2 spoofchk off
@@ -45,6 +49,19 @@ check_fails "link_state is refused (EOPNOTSUPP)" "Operation not supported" \
   ip link set "$PF_IF" vf 2 state enable
 check "VF2 settings unchanged after the refused link_state" \
   vf_has 2 "link/ether 02:00:00:00:02:02" "vlan 200" "trust on"
+
+check_fails "PF's VF lines differ from the recorded ones" "^[-+]vf 2 " compare_vf_state "$LAB_OUT/vf-before.txt"
+
+step "restore VF2 exactly: settings off, admin MAC zero, then the netdev's own MAC"
+check "clear vlan, spoofchk, trust, rate" \
+  ip link set "$PF_IF" vf 2 vlan 0 spoofchk on trust off max_tx_rate 0
+check "admin MAC 00:00:00:00:00:00" ip link set "$PF_IF" vf 2 mac 00:00:00:00:00:00
+# The netdev still has its own MAC (a new admin MAC reaches it only on a driver reload), and the
+# kernel does not call the driver for an unchanged address: go through a temporary MAC so the
+# VF really asks the PF for its MAC again. Setting it directly leaves the PF showing 00:00:...
+check "VF2 netdev via a temporary MAC" ip link set "$(vf_netdev 2)" address 02:00:00:00:02:99
+check "VF2 netdev back to $vf2_mac" ip link set "$(vf_netdev 2)" address "$vf2_mac"
+check "PF's VF lines equal the recorded ones" compare_vf_state "$LAB_OUT/vf-before.txt"
 
 step "VF0 and VF1 in two netns on VLAN 100, ping"
 make_pod podA

@@ -13,6 +13,9 @@
 #   - CNI DEL of both: the PF's VF lines equal the recorded ones (admin MAC, vlan, spoofchk,
 #     trust, rate), the netdevs are back in the host netns with their original names and MACs,
 #     the state files under SRIOV_CNI_STATE_DIR are gone; a second DEL succeeds (idempotent).
+# Note for the restore (docs/lab.md, "exact restore"): after admin MAC 00:00:00:00:00:00, setting
+# a VF netdev to the MAC it already has is a no-op the driver never sees, and the PF then shows
+# zeros; the VF must really change its MAC (via a temporary one if needed).
 # lab-skip: not runnable yet: needs the sriov CNI (ADD/CHECK/DEL with PF-side settings)
 set -euo pipefail
 # shellcheck source=tests/lab/guest-lib.sh
