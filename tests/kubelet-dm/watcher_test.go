@@ -1,0 +1,78 @@
+package kubeletdm
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
+)
+
+// startWatcher runs the kubelet's plugin manager (plugin watcher + reconciler) on the registry
+// directory with the device manager's handler for "DevicePlugin" sockets, as the kubelet wires it.
+func (e *env) startWatcher(k *Kubelet) (stop func()) {
+	e.t.Helper()
+	if err := os.MkdirAll(e.reg, 0o750); err != nil {
+		e.t.Fatal(err)
+	}
+	pm := pluginmanager.NewPluginManager(e.reg, record.NewFakeRecorder(100))
+	pm.AddHandler(registerapi.DevicePlugin, k.M.GetWatcherHandler())
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), k.Log.Logger()))
+	stopCh := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		pm.Run(ctx, readySources{}, stopCh)
+		close(done)
+	}()
+	return func() {
+		close(stopCh)
+		cancel()
+		<-done
+	}
+}
+
+// TestWatcherMode registers the plugin through the kubelet's plugin watcher (socket in the
+// plugins registry, GetInfo / NotifyRegistrationStatus), then restarts the kubelet side and
+// checks the plugin is picked up again.
+func TestWatcherMode(t *testing.T) {
+	e := newEnv(t)
+	k1 := e.startKubelet()
+	stop1 := e.startWatcher(k1)
+	e.startPlugin("watcher")
+	took := e.waitRegistered(k1, "watcher registration")
+	t.Logf("both resources registered through the plugin watcher and counted %v after the plugin started", took.Round(time.Millisecond))
+
+	p := pod("dpdk-app", resDPDK, 2)
+	k1.AddPod(p)
+	if err := allocate(k1, p); err != nil {
+		t.Fatalf("Allocate(pod requesting %s: 2): %v", resDPDK, err)
+	}
+	ids := allocated(k1, p, resDPDK)
+	o, err := k1.M.GetDeviceRunContainerOptions(k1.Ctx, p, &p.Spec.Containers[0])
+	if err != nil {
+		t.Fatalf("GetDeviceRunContainerOptions: %v", err)
+	}
+	checkDPDKOptions(t, e, o, ids)
+
+	// Kubelet restart: the plugins registry is not cleaned; the new plugin watcher finds the
+	// plugin's socket there and registers it again.
+	stop1()
+	if err := k1.Stop(); err != nil {
+		t.Fatalf("device manager stop: %v", err)
+	}
+	k2 := e.startKubelet(p)
+	stop2 := e.startWatcher(k2)
+	defer stop2()
+	took, got, ok := k2.WaitCapacity(fullCapacity, 20*time.Second)
+	if !ok {
+		t.Fatalf("after the restart the new kubelet never counted the devices again: GetCapacity = %v after %v", got, took.Round(time.Millisecond))
+	}
+	t.Logf("WATCHER RE-REGISTRATION LATENCY: %v after the new kubelet started", took.Round(time.Millisecond))
+	if got := allocated(k2, p, resDPDK); len(got) != 2 || got[0] != ids[0] || got[1] != ids[1] {
+		t.Errorf("after restart the manager has %v for the pod, want %v", got, ids)
+	}
+}
