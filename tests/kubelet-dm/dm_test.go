@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	"k8s.io/kubernetes/pkg/kubelet/cm/devicemanager"
+	"k8s.io/kubernetes/pkg/kubelet/cm/topologymanager"
 	"k8s.io/kubernetes/pkg/kubelet/lifecycle"
 )
 
@@ -45,6 +46,7 @@ type env struct {
 	dir, sys, dev, dp, reg, devinfo, cdi, cfg string
 	pfs                                       []PF
 	netns                                     string
+	ns                                        *Netns
 	bin                                       string
 	plugin                                    *Plugin
 	kubelets                                  []*Kubelet
@@ -83,6 +85,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.netns = ns.Name
+	e.ns = ns
 	t.Cleanup(func() {
 		if e.plugin != nil {
 			_, _ = e.plugin.Stop(5 * time.Second)
@@ -113,7 +116,12 @@ func tail(s string, n int) string {
 
 func (e *env) startKubelet(pods ...*v1.Pod) *Kubelet {
 	e.t.Helper()
-	k, err := StartKubelet(e.dp, pods)
+	return e.startKubeletWithStore(NoHintStore{}, pods...)
+}
+
+func (e *env) startKubeletWithStore(store topologymanager.Store, pods ...*v1.Pod) *Kubelet {
+	e.t.Helper()
+	k, err := StartKubeletWithStore(e.dp, pods, store)
 	if err != nil {
 		e.t.Fatalf("device manager start: %v", err)
 	}

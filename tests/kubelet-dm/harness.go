@@ -23,6 +23,7 @@ import (
 	"k8s.io/kubernetes/pkg/kubelet/cm/containermap"
 	"k8s.io/kubernetes/pkg/kubelet/cm/devicemanager"
 	"k8s.io/kubernetes/pkg/kubelet/cm/topologymanager"
+	"k8s.io/kubernetes/pkg/kubelet/cm/topologymanager/bitmask"
 )
 
 // newManagerImpl is the device manager's own constructor with the registration socket path as a
@@ -42,6 +43,20 @@ func (NoHintStore) GetAffinity(klog.Logger, string, string) topologymanager.Topo
 }
 func (NoHintStore) GetPolicy() topologymanager.Policy { return topologymanager.NewNonePolicy() }
 func (NoHintStore) Name() string                      { return "none" }
+
+// NUMAHintStore gives every container the same NUMA affinity, as the topology manager would
+// for a pod admitted under a NUMA-aligning policy.
+type NUMAHintStore struct{ Nodes []int }
+
+func (s NUMAHintStore) GetAffinity(klog.Logger, string, string) topologymanager.TopologyHint {
+	mask, err := bitmask.NewBitMask(s.Nodes...)
+	if err != nil {
+		panic(err)
+	}
+	return topologymanager.TopologyHint{NUMANodeAffinity: mask, Preferred: true}
+}
+func (NUMAHintStore) GetPolicy() topologymanager.Policy { return topologymanager.NewNonePolicy() }
+func (NUMAHintStore) Name() string                      { return "fixed-numa-hint" }
 
 // TwoNUMANodes is the machine topology given to the device manager (cadvisor's view).
 var TwoNUMANodes = []cadvisorapi.Node{{Id: 0}, {Id: 1}}
@@ -105,10 +120,15 @@ type Kubelet struct {
 // StartKubelet creates and starts a device manager serving <dir>/kubelet.sock (after deleting
 // every socket in dir, as a starting kubelet does) with its checkpoint in dir.
 func StartKubelet(dir string, pods []*v1.Pod) (*Kubelet, error) {
+	return StartKubeletWithStore(dir, pods, NoHintStore{})
+}
+
+// StartKubeletWithStore is StartKubelet with a given topology-affinity store.
+func StartKubeletWithStore(dir string, pods []*v1.Pod, store topologymanager.Store) (*Kubelet, error) {
 	k := &Kubelet{Log: &LogSink{}, pods: pods}
 	logger := k.Log.Logger()
 	k.Ctx = klog.NewContext(context.Background(), logger)
-	m, err := newManagerImpl(logger, filepath.Join(dir, "kubelet.sock"), TwoNUMANodes, NoHintStore{})
+	m, err := newManagerImpl(logger, filepath.Join(dir, "kubelet.sock"), TwoNUMANodes, store)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +207,10 @@ func (k *Kubelet) WaitCapacity(want map[string]Counts, timeout time.Duration) (t
 
 // Netns is a throwaway network namespace holding the netdevs the fake sysfs tree names (veth
 // ends, up, with carrier), so the plugin's netlink view matches the tree.
-type Netns struct{ Name string }
+type Netns struct {
+	Name  string
+	Peers map[string]string // netdev -> the other end of its veth
+}
 
 func run(args ...string) error {
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -202,11 +225,12 @@ func NewNetns(name string, pfs []PF) (*Netns, error) {
 	if err := run("ip", "netns", "add", name); err != nil {
 		return nil, err
 	}
-	ns := &Netns{Name: name}
+	ns := &Netns{Name: name, Peers: map[string]string{}}
 	n := 0
 	addPair := func(ifname string) error {
 		n++
 		peer := fmt.Sprintf("kdmpeer%d", n)
+		ns.Peers[ifname] = peer
 		if err := run("ip", "-n", name, "link", "add", ifname, "type", "veth", "peer", "name", peer); err != nil {
 			return err
 		}
@@ -231,6 +255,15 @@ func NewNetns(name string, pfs []PF) (*Netns, error) {
 		}
 	}
 	return ns, nil
+}
+
+// SetPeer sets the far end of netdev's veth up or down: down takes the carrier from netdev.
+func (ns *Netns) SetPeer(netdev string, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return run("ip", "-n", ns.Name, "link", "set", ns.Peers[netdev], state)
 }
 
 // Delete removes the namespace (and every veth in it).
