@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"k8s.io/klog/v2"
 )
 
 // childKubeletEnv makes the test binary act as a kubelet process: it runs a device manager on
@@ -28,6 +30,9 @@ func TestMain(m *testing.M) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// Whatever the kubelet code logs without a logger in its context (the registration server's
+	// gRPC handlers) goes here, for assertions on Register calls and their errors.
+	klog.SetLogger(GlobalLog.Logger())
 	os.Exit(m.Run())
 }
 

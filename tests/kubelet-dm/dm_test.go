@@ -373,8 +373,9 @@ func TestKubeletMode(t *testing.T) {
 	if err := k1.Stop(); err != nil {
 		t.Fatalf("device manager stop: %v", err)
 	}
+	regs0 := map[string]int{resNet: Registrations(resNet), resDPDK: Registrations(resDPDK)}
+	refused0 := RefusedRegistrations()
 	k2 := e.startKubelet(pod1, pod3)
-	restart := time.Now()
 	t.Run("re-registration after kubelet restart", func(t *testing.T) {
 		took, got, ok := k2.WaitCapacity(fullCapacity, 20*time.Second)
 		if !ok {
@@ -384,8 +385,9 @@ func TestKubeletMode(t *testing.T) {
 		if took > reRegisterLimit {
 			t.Errorf("re-registration took %v, more than %v", took.Round(time.Millisecond), reRegisterLimit)
 		}
+		time.Sleep(500 * time.Millisecond) // late duplicates
+		checkRegisteredOnce(t, regs0, refused0)
 	})
-	_ = restart
 
 	t.Run("allocation restored from checkpoint", func(t *testing.T) {
 		if got := allocated(k2, pod1, resDPDK); strings.Join(got, ",") != strings.Join(alloc1, ",") {
@@ -440,6 +442,29 @@ func TestKubeletMode(t *testing.T) {
 			t.Errorf("after the plugin stopped: GetCapacity %v, want %v (devices unhealthy during the grace period)", got, want)
 		}
 	})
+}
+
+// checkRegisteredOnce: since the counts in regs0 / refused0 were taken, each pool called Register
+// exactly once and the kubelet refused none. A second Register for a socket the kubelet already
+// has connected is refused ("device plugin already connected"), and the kubelet's error path
+// then forgets the working connection: when the plugin later goes away its devices are never
+// marked unhealthy.
+func checkRegisteredOnce(t *testing.T, regs0 map[string]int, refused0 int) {
+	t.Helper()
+	for res, n0 := range regs0 {
+		if n := Registrations(res) - n0; n != 1 {
+			t.Errorf("%s: %d Register calls to the restarted kubelet, want 1", res, n)
+		}
+	}
+	if n := RefusedRegistrations() - refused0; n != 0 {
+		var refused []string
+		for _, l := range GlobalLog.Lines() {
+			if strings.Contains(l, "Error connecting to device plugin client") {
+				refused = append(refused, l)
+			}
+		}
+		t.Errorf("the kubelet refused %d Register calls, the first: %s", n, refused[refused0])
+	}
 }
 
 func checkDPDKOptions(t *testing.T, e *env, o *devicemanager.DeviceRunContainerOptions, ids []string) {

@@ -108,6 +108,20 @@ func (s *LogSink) Count(sub string) int {
 	return n
 }
 
+// GlobalLog receives what the kubelet code logs through klog's global logger (set by the tests'
+// TestMain): the registration server's gRPC handlers log there.
+var GlobalLog = &LogSink{}
+
+// Registrations counts Register calls the kubelet received for resource so far.
+func Registrations(resource string) int {
+	return GlobalLog.Count(`"msg"="Got registration request from device plugin with resource" "resourceName"="` + resource + `"`)
+}
+
+// RefusedRegistrations counts Register calls the kubelet answered with an error so far.
+func RefusedRegistrations() int {
+	return GlobalLog.Count(`"msg"="Error connecting to device plugin client"`) + GlobalLog.Count(`"msg"="Bad registration request from device plugin`)
+}
+
 // Kubelet is one incarnation of the kubelet's device manager.
 type Kubelet struct {
 	M    *devicemanager.ManagerImpl

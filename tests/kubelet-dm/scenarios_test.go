@@ -1,6 +1,7 @@
 package kubeletdm
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -200,5 +201,44 @@ func TestNUMAAlignedRequest(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("GetPreferredAllocation calls: %d, want 1", calls)
+	}
+}
+
+// TestRepeatedKubeletRestarts restarts the device manager ten times under one plugin process:
+// every time each pool must register exactly once, promptly, without a refused Register; at the
+// end the plugin stops and the last manager must see its devices go unhealthy.
+func TestRepeatedKubeletRestarts(t *testing.T) {
+	e := newEnv(t)
+	k := e.startKubelet()
+	e.startPlugin("kubelet")
+	e.waitRegistered(k, "registration")
+	var worst time.Duration
+	for i := 1; i <= 10; i++ {
+		if err := k.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		regs0 := map[string]int{resNet: Registrations(resNet), resDPDK: Registrations(resDPDK)}
+		refused0 := RefusedRegistrations()
+		k = e.startKubelet()
+		took, got, ok := k.WaitCapacity(fullCapacity, 20*time.Second)
+		if !ok {
+			t.Fatalf("restart %d: GetCapacity %v after %v", i, got, took.Round(time.Millisecond))
+		}
+		if took > worst {
+			worst = took
+		}
+		time.Sleep(300 * time.Millisecond)
+		t.Run(fmt.Sprintf("restart %d", i), func(t *testing.T) { checkRegisteredOnce(t, regs0, refused0) })
+	}
+	t.Logf("RE-REGISTRATION LATENCY over 10 restarts: worst %v", worst.Round(time.Millisecond))
+	if worst > reRegisterLimit {
+		t.Errorf("worst re-registration %v, more than %v", worst.Round(time.Millisecond), reRegisterLimit)
+	}
+	if code, err := e.plugin.Stop(10 * time.Second); err != nil || code != 0 {
+		t.Errorf("SIGTERM: exit code %d, %v", code, err)
+	}
+	want := map[string]Counts{resNet: {Capacity: 12}, resDPDK: {Capacity: 4}}
+	if _, got, ok := k.WaitCapacity(want, 5*time.Second); !ok {
+		t.Errorf("after the plugin stopped: GetCapacity %v, want %v (devices unhealthy during the grace period)", got, want)
 	}
 }
