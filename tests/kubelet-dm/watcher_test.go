@@ -2,10 +2,14 @@ package kubeletdm
 
 import (
 	"context"
+	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
@@ -43,6 +47,7 @@ func TestWatcherMode(t *testing.T) {
 	k1 := e.startKubelet()
 	stop1 := e.startWatcher(k1)
 	e.startPlugin("watcher")
+	t.Run("GetInfo dialled as the plugin watcher dials", func(t *testing.T) { probeGetInfo(t, e) })
 	took := e.waitRegistered(k1, "watcher registration")
 	t.Logf("both resources registered through the plugin watcher and counted %v after the plugin started", took.Round(time.Millisecond))
 
@@ -74,5 +79,63 @@ func TestWatcherMode(t *testing.T) {
 	t.Logf("WATCHER RE-REGISTRATION LATENCY: %v after the new kubelet started", took.Round(time.Millisecond))
 	if got := allocated(k2, p, resDPDK); len(got) != 2 || got[0] != ids[0] || got[1] != ids[1] {
 		t.Errorf("after restart the manager has %v for the pod, want %v", got, ids)
+	}
+}
+
+// probeGetInfo calls GetInfo on every registry socket the way the kubelet's plugin watcher does
+// (pkg/kubelet/pluginmanager/operationexecutor: grpc-go, the socket path as the target, no
+// authority override, so :authority is the percent-encoded path) and, for comparison, with
+// :authority "localhost" (what the device manager's own client sends).
+func probeGetInfo(t *testing.T, e *env) {
+	var socks []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(socks) < 2 && time.Now().Before(deadline) {
+		socks = socks[:0]
+		ents, _ := os.ReadDir(e.reg)
+		for _, de := range ents {
+			if st, err := os.Stat(filepath.Join(e.reg, de.Name())); err == nil && st.Mode()&os.ModeSocket != 0 {
+				socks = append(socks, filepath.Join(e.reg, de.Name()))
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(socks) != 2 {
+		t.Fatalf("registry sockets in %s: %v, want 2", e.reg, socks)
+	}
+	for _, sock := range socks {
+		for _, authority := range []string{"", "localhost"} {
+			opts := []grpc.DialOption{
+				grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, "unix", addr)
+				}),
+			}
+			if authority != "" {
+				opts = append(opts, grpc.WithAuthority(authority))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// The same call as the kubelet's operation executor (deprecated in grpc-go, still
+			// what the kubelet does).
+			conn, err := grpc.DialContext(ctx, sock, append(opts, grpc.WithBlock())...) //nolint:staticcheck
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			info, err := registerapi.NewRegistrationClient(conn).GetInfo(ctx, &registerapi.InfoRequest{})
+			cancel()
+			conn.Close()
+			how := "as the plugin watcher dials (:authority = the escaped socket path)"
+			if authority != "" {
+				how = ":authority " + authority
+			}
+			if err != nil {
+				t.Errorf("GetInfo on %s, %s: %v", filepath.Base(sock), how, err)
+				continue
+			}
+			t.Logf("GetInfo on %s, %s: type=%s name=%s endpoint=%s versions=%v", filepath.Base(sock), how, info.Type, info.Name, info.Endpoint, info.SupportedVersions)
+			if authority == "" && (info.Type != registerapi.DevicePlugin || info.Endpoint != sock) {
+				t.Errorf("PluginInfo %+v: want type DevicePlugin and the socket's absolute path as endpoint", info)
+			}
+		}
 	}
 }
