@@ -6,6 +6,8 @@
 # tree's netdevs are veths in a throwaway network namespace), iproute2 and Go >= 1.26 (on PATH or
 # in /usr/local/go/bin). The first run downloads the Kubernetes modules through the Go module proxy.
 # Set SRIOV_DP_BIN to test an already built binary instead of building this checkout.
+# Whole plugin outputs and device-manager logs of every test land in target/peer-kubelet-logs
+# (KUBELETDM_LOG_DIR overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -20,6 +22,8 @@ if [ -z "${SRIOV_DP_BIN:-}" ]; then
   cargo build -p sriov-device-plugin
   export SRIOV_DP_BIN="$root/target/debug/sriov-device-plugin"
 fi
+export KUBELETDM_LOG_DIR="${KUBELETDM_LOG_DIR:-$root/target/peer-kubelet-logs}"
+rm -rf "$KUBELETDM_LOG_DIR"
 echo "== go test (kubelet device manager v1.37.2) against $SRIOV_DP_BIN" >&2
 cd tests/kubelet-dm
 exec go test -count=1 -v "$@" ./...

@@ -93,6 +93,9 @@ func newEnv(t *testing.T) *env {
 		for _, k := range e.kubelets {
 			_ = k.Stop()
 		}
+		if dir := os.Getenv("KUBELETDM_LOG_DIR"); dir != "" {
+			saveLogs(t, dir, e)
+		}
 		if t.Failed() {
 			if e.plugin != nil {
 				t.Logf("---- plugin output ----\n%s", tail(e.plugin.Output(), 150))
@@ -104,6 +107,23 @@ func newEnv(t *testing.T) *env {
 		ns.Delete()
 	})
 	return e
+}
+
+// saveLogs writes the plugin's whole output and every device manager's whole log to
+// dir/<test>/, for a look beyond the tails printed on failure.
+func saveLogs(t *testing.T, dir string, e *env) {
+	d := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+time.Now().Format("-150405.000"))
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Logf("log dir: %v", err)
+		return
+	}
+	if e.plugin != nil {
+		_ = os.WriteFile(filepath.Join(d, "plugin.log"), []byte(e.plugin.Output()), 0o644)
+	}
+	for i, k := range e.kubelets {
+		_ = os.WriteFile(filepath.Join(d, fmt.Sprintf("kubelet-%d.log", i+1)), []byte(strings.Join(k.Log.Lines(), "\n")+"\n"), 0o644)
+	}
+	_ = os.WriteFile(filepath.Join(d, "klog-global.log"), []byte(strings.Join(GlobalLog.Lines(), "\n")+"\n"), 0o644)
 }
 
 func tail(s string, n int) string {

@@ -337,7 +337,7 @@ func StartPlugin(bin, netns string, args ...string) (*Plugin, error) {
 	cmd.Stderr = p.out
 	cmd.Env = append(os.Environ(), "RUST_BACKTRACE=1", "NO_COLOR=1")
 	if os.Getenv("RUST_LOG") == "" {
-		cmd.Env = append(cmd.Env, "RUST_LOG=debug")
+		cmd.Env = append(cmd.Env, "RUST_LOG=debug,h2=info,hyper=info,hyper_util=info,tower=info,tonic=info")
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
