@@ -22,8 +22,10 @@ if [ -z "${SRIOV_DP_BIN:-}" ]; then
   cargo build -p sriov-device-plugin
   export SRIOV_DP_BIN="$root/target/debug/sriov-device-plugin"
 fi
-export KUBELETDM_LOG_DIR="${KUBELETDM_LOG_DIR:-$root/target/peer-kubelet-logs}"
-rm -rf "$KUBELETDM_LOG_DIR"
+if [ -z "${KUBELETDM_LOG_DIR:-}" ]; then
+  export KUBELETDM_LOG_DIR="$root/target/peer-kubelet-logs"
+  rm -rf "$KUBELETDM_LOG_DIR"
+fi
 echo "== go test (kubelet device manager v1.37.2) against $SRIOV_DP_BIN" >&2
 cd tests/kubelet-dm
 exec go test -count=1 -v "$@" ./...
