@@ -149,13 +149,13 @@ func (e *env) startKubeletWithStore(store topologymanager.Store, pods ...*v1.Pod
 	return k
 }
 
-func (e *env) startPlugin(mode string) {
+func (e *env) startPlugin(mode string, extra ...string) {
 	e.t.Helper()
-	p, err := StartPlugin(e.bin, e.netns,
+	p, err := StartPlugin(e.bin, e.netns, append([]string{
 		"--config", e.cfg, "--sysfs-root", e.sys, "--dev-root", e.dev,
 		"--device-plugins-dir", e.dp, "--plugins-registry-dir", e.reg,
 		"--registration", mode, "--devinfo-dir", e.devinfo, "--cdi-dir", e.cdi,
-		"--resource-prefix", "arm.com")
+		"--resource-prefix", "arm.com"}, extra...)...)
 	if err != nil {
 		e.t.Fatalf("start %s: %v", e.bin, err)
 	}

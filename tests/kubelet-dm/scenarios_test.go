@@ -1,6 +1,7 @@
 package kubeletdm
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -260,5 +261,50 @@ func TestRepeatedKubeletRestarts(t *testing.T) {
 	want := map[string]Counts{resNet: {Capacity: 12}, resDPDK: {Capacity: 4}}
 	if _, got, ok := k.WaitCapacity(want, 5*time.Second); !ok {
 		t.Errorf("after the plugin stopped: GetCapacity %v, want %v (devices unhealthy during the grace period)", got, want)
+	}
+}
+
+// TestCDI runs the plugin with --cdi: the device manager must hand the runtime fully-qualified
+// CDI device names, each defined in the pool's spec file in --cdi-dir.
+func TestCDI(t *testing.T) {
+	e := newEnv(t)
+	k := e.startKubelet()
+	e.startPlugin("kubelet", "--cdi")
+	e.waitRegistered(k, "registration")
+	p := pod("cdi-app", resDPDK, 2)
+	k.AddPod(p)
+	if err := allocate(k, p); err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	o, err := k.M.GetDeviceRunContainerOptions(k.Ctx, p, &p.Spec.Containers[0])
+	if err != nil {
+		t.Fatalf("GetDeviceRunContainerOptions: %v", err)
+	}
+	checkDPDKOptions(t, e, o, allocated(k, p, resDPDK))
+	specPath := filepath.Join(e.cdi, "sriov-dp-arm.com-ps225_dpdk.json")
+	defined := map[string]bool{}
+	if b, err := os.ReadFile(specPath); err != nil {
+		t.Errorf("CDI spec file: %v", err)
+	} else {
+		var spec struct {
+			Kind    string `json:"kind"`
+			Devices []struct {
+				Name string `json:"name"`
+			} `json:"devices"`
+		}
+		if err := json.Unmarshal(b, &spec); err != nil {
+			t.Errorf("%s: %v", specPath, err)
+		}
+		for _, d := range spec.Devices {
+			defined[spec.Kind+"="+d.Name] = true
+		}
+	}
+	if len(o.CDIDevices) == 0 {
+		t.Errorf("no CDI devices in the container options with --cdi (spec: cdi_devices is filled)")
+	}
+	for _, c := range o.CDIDevices {
+		if !defined[c.Name] {
+			t.Errorf("CDI device %q is not defined in %s (defines %v)", c.Name, specPath, sets.List(sets.KeySet(defined)))
+		}
 	}
 }
