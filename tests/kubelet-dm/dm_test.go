@@ -177,7 +177,20 @@ func (e *env) vfs(driver string) map[string]VF {
 
 func (e *env) waitRegistered(k *Kubelet, what string) time.Duration {
 	e.t.Helper()
-	took, got, ok := k.WaitCapacity(fullCapacity, 20*time.Second)
+	start := time.Now()
+	var took time.Duration
+	var got map[string]Counts
+	ok := false
+	for time.Since(start) < 20*time.Second {
+		took, got, ok = k.WaitCapacity(fullCapacity, 100*time.Millisecond)
+		if ok {
+			took = time.Since(start)
+			break
+		}
+		if exited, werr := e.plugin.Exited(); exited {
+			e.t.Fatalf("%s: the plugin exited (%v, %v) after %v; device manager saw GetCapacity = %v", what, e.plugin.Cmd.ProcessState, werr, time.Since(start).Round(time.Millisecond), got)
+		}
+	}
 	if !ok {
 		exited, werr := e.plugin.Exited()
 		e.t.Fatalf("%s: device manager never counted the expected devices in %v: GetCapacity = %v, want %v (plugin exited: %v %v)",
