@@ -63,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root: the fake tree's netdevs are real veths in a throwaway network namespace")
 	}
-	dir := t.TempDir()
+	dir := shortTempDir(t)
 	e := &env{t: t, dir: dir, bin: bin,
 		sys: filepath.Join(dir, "sys"), dev: filepath.Join(dir, "dev"),
 		dp: filepath.Join(dir, "device-plugins"), reg: filepath.Join(dir, "plugins_registry"),
@@ -124,6 +124,18 @@ func saveLogs(t *testing.T, dir string, e *env) {
 		_ = os.WriteFile(filepath.Join(d, fmt.Sprintf("kubelet-%d.log", i+1)), []byte(strings.Join(k.Log.Lines(), "\n")+"\n"), 0o644)
 	}
 	_ = os.WriteFile(filepath.Join(d, "klog-global.log"), []byte(strings.Join(GlobalLog.Lines(), "\n")+"\n"), 0o644)
+}
+
+// shortTempDir is a temporary directory with a short path: unix socket paths are limited to 107
+// bytes, and t.TempDir() embeds the (long) test name.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kdm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }
 
 func tail(s string, n int) string {

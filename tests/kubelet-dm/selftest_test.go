@@ -15,7 +15,7 @@ import (
 // allocation that goes through GetPreferredAllocation (seen in the manager's log), and the
 // checkpoint read by a restarted manager.
 func TestHarnessWithKubeletStub(t *testing.T) {
-	dir := t.TempDir()
+	dir := shortTempDir(t)
 	k1, err := StartKubelet(dir, nil)
 	if err != nil {
 		t.Fatal(err)
