@@ -12,18 +12,19 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+	plugin "k8s.io/kubernetes/pkg/kubelet/cm/devicemanager/plugin/v1beta1"
 	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
 )
 
-// startWatcher runs the kubelet's plugin manager (plugin watcher + reconciler) on the registry
+// runWatcher runs the kubelet's plugin manager (plugin watcher + reconciler) on the registry
 // directory with the device manager's handler for "DevicePlugin" sockets, as the kubelet wires it.
-func (e *env) startWatcher(k *Kubelet) (stop func()) {
-	e.t.Helper()
-	if err := os.MkdirAll(e.reg, 0o750); err != nil {
-		e.t.Fatal(err)
+func runWatcher(reg string, k *Kubelet) (stop func(), err error) {
+	if err := os.MkdirAll(reg, 0o750); err != nil {
+		return nil, err
 	}
-	pm := pluginmanager.NewPluginManager(e.reg, record.NewFakeRecorder(100))
+	pm := pluginmanager.NewPluginManager(reg, record.NewFakeRecorder(100))
 	pm.AddHandler(registerapi.DevicePlugin, k.M.GetWatcherHandler())
 	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), k.Log.Logger()))
 	stopCh := make(chan struct{})
@@ -36,6 +37,44 @@ func (e *env) startWatcher(k *Kubelet) (stop func()) {
 		close(stopCh)
 		cancel()
 		<-done
+	}, nil
+}
+
+func (e *env) startWatcher(k *Kubelet) (stop func()) {
+	e.t.Helper()
+	stop, err := runWatcher(e.reg, k)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return stop
+}
+
+// TestHarnessWatcherWithKubeletStub checks the watcher wiring against the kubelet's own stub
+// plugin (grpc-go) serving in the registry directory.
+func TestHarnessWatcherWithKubeletStub(t *testing.T) {
+	dir := shortTempDir(t)
+	k, err := StartKubelet(filepath.Join(dir, "device-plugins"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k.Stop() }()
+	reg := filepath.Join(dir, "plugins_registry")
+	stop, err := runWatcher(reg, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	devs := []*pluginapi.Device{{ID: "a", Health: pluginapi.Healthy}, {ID: "b", Health: pluginapi.Healthy}}
+	stub := plugin.NewDevicePluginStub(k.Log.Logger(), devs, filepath.Join(reg, "stub.sock"), "arm.com/stub", false, false)
+	if err := stub.Start(k.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stub.Stop(k.Log.Logger()) }()
+	want := map[string]Counts{"arm.com/stub": {Capacity: 2, Allocatable: 2}}
+	if took, got, ok := k.WaitCapacity(want, 10*time.Second); !ok {
+		t.Fatalf("stub through the plugin watcher: GetCapacity %v after %v, want %v", got, took, want)
+	} else {
+		t.Logf("stub registered through the plugin watcher after %v", took.Round(time.Millisecond))
 	}
 }
 
