@@ -206,7 +206,7 @@ func (e *env) waitRegistered(k *Kubelet, what string) time.Duration {
 	if !ok {
 		exited, werr := e.plugin.Exited()
 		e.t.Fatalf("%s: device manager never counted the expected devices in %v: GetCapacity = %v, want %v (plugin exited: %v %v)",
-			what, took.Round(time.Millisecond), got, fullCapacity, exited, werr)
+			what, time.Since(start).Round(time.Millisecond), got, fullCapacity, exited, werr)
 	}
 	return took
 }
