@@ -19,5 +19,7 @@ echo "== Dockerfile build step (static release binaries, as the image builds the
 bash scripts/check-dockerfile.sh
 echo "== shellcheck (scripts, lab)"
 shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/guest-lib.sh tests/lab/scenarios/*.sh
+echo "== the kubelet's own device manager (Go, k8s.io/kubernetes) driving the plugin"
+bash scripts/peer-kubelet.sh
 echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all
