@@ -46,30 +46,31 @@ pub fn check(sysfs: &Sysfs, pooled: &PciDevice) -> Health {
 #[derive(Debug, Default, Clone)]
 pub struct Links {
     by_name: HashMap<String, LinkState>,
+    /// Interface index to name, to notice renames.
+    names: HashMap<u32, String>,
 }
 
 impl Links {
-    /// Apply notifications; returns true when some link's usability changed.
+    /// Apply notifications; returns true when a link appeared, disappeared, was renamed, or
+    /// its usability (up with carrier) changed.
     pub fn apply(&mut self, states: Vec<LinkState>) -> bool {
         let mut changed = false;
         for s in states {
             // A rename arrives as a NEWLINK with the new name: forget the old one.
-            let old: Vec<String> = self
-                .by_name
-                .iter()
-                .filter(|(n, o)| o.index == s.index && **n != s.name)
-                .map(|(n, _)| n.clone())
-                .collect();
-            for n in old {
-                self.by_name.remove(&n);
-                changed = true;
+            if let Some(old) = self.names.get(&s.index) {
+                if *old != s.name {
+                    self.by_name.remove(old);
+                    changed = true;
+                }
             }
             if s.removed {
+                self.names.remove(&s.index);
                 changed |= self.by_name.remove(&s.name).is_some();
                 continue;
             }
             let prev = self.by_name.get(&s.name).map(LinkState::healthy);
             changed |= prev != Some(s.healthy());
+            self.names.insert(s.index, s.name.clone());
             self.by_name.insert(s.name.clone(), s);
         }
         changed
@@ -78,6 +79,7 @@ impl Links {
     /// Forget everything (before a fresh dump).
     pub fn clear(&mut self) {
         self.by_name.clear();
+        self.names.clear();
     }
 
     pub fn get(&self, name: &str) -> Option<&LinkState> {
@@ -134,5 +136,84 @@ impl<'a> Checker<'a> {
         } else {
             Health::Healthy
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sriov_host::discovery::discover;
+    use sriov_tests::fakesys::ps225_two_pfs;
+
+    use super::*;
+
+    fn link(index: u32, name: &str, admin_up: bool, carrier: bool) -> LinkState {
+        LinkState {
+            index,
+            name: name.into(),
+            admin_up,
+            carrier,
+            removed: false,
+        }
+    }
+
+    #[test]
+    fn pf_link_state_decides_for_its_vfs_only_when_rtnetlink_knows_the_netdev() {
+        let f = ps225_two_pfs();
+        let sys = f.sysfs();
+        let devs = discover(&sys).unwrap();
+        let vf = |a: &str| devs.iter().find(|d| d.address.to_string() == a).unwrap();
+        let mut links = Links::default();
+        // Unknown netdevs (not in this namespace): no say.
+        assert_eq!(
+            Checker::new(&sys, &links).check(vf("0000:03:10.0")),
+            Health::Healthy
+        );
+        assert!(links.apply(vec![
+            link(2, "enp3s0f0np0", false, false),
+            link(3, "enp4s0f0np0", true, true)
+        ]));
+        let c = Checker::new(&sys, &links);
+        assert_eq!(c.check(vf("0000:03:10.0")), Health::Unhealthy);
+        assert_eq!(
+            c.check(vf("0000:03:10.6")),
+            Health::Unhealthy,
+            "vfio VFs too"
+        );
+        assert_eq!(c.check(vf("0000:04:10.0")), Health::Healthy);
+        assert_eq!(
+            c.pf_problem(vf("0000:03:10.0")),
+            Some("PF netdev administratively down")
+        );
+        // Up without carrier is still unusable: no change to publish.
+        assert!(!links.apply(vec![link(2, "enp3s0f0np0", true, false)]));
+        assert_eq!(
+            Checker::new(&sys, &links).pf_problem(vf("0000:03:10.1")),
+            Some("PF netdev has no carrier")
+        );
+        // A PF without a netdev (userspace driver) does not make its VFs unhealthy.
+        f.set_netdev("0000:03:00.0", None);
+        assert_eq!(
+            Checker::new(&sys, &links).check(vf("0000:03:10.0")),
+            Health::Healthy
+        );
+        // A VF netdev leaving the namespace changes nothing.
+        f.set_netdev("0000:04:10.0", None);
+        assert_eq!(
+            Checker::new(&sys, &links).check(vf("0000:04:10.0")),
+            Health::Healthy
+        );
+    }
+
+    #[test]
+    fn renames_and_removals_are_followed() {
+        let mut links = Links::default();
+        links.apply(vec![link(7, "eth0", true, true)]);
+        assert!(links.apply(vec![link(7, "ens1f0", true, true)]));
+        assert!(links.get("eth0").is_none());
+        assert!(links.get("ens1f0").is_some());
+        let mut gone = link(7, "ens1f0", true, true);
+        gone.removed = true;
+        assert!(links.apply(vec![gone]));
+        assert!(links.get("ens1f0").is_none());
     }
 }

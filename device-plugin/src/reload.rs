@@ -1,9 +1,9 @@
 //! The running node: config, devices, pools and one server per pool, kept current by events.
 //!
 //! - Link changes (rtnetlink) re-evaluate health; nothing is re-discovered.
-//! - PCI uevents (add/remove/bind/unbind) re-read sysfs: devices that disappeared leave their
-//!   pool, new devices join the first pool that selects them, pooled devices stay where they
-//!   are (a rebound VF turns Unhealthy in its pool rather than moving).
+//! - PCI uevents (add/remove/bind/unbind) re-read sysfs: new devices join the first pool that
+//!   selects them; pooled devices stay where they are and their health says what happened (a
+//!   removed VF is Unhealthy, a rebound VF is Unhealthy rather than moving to another pool).
 //! - A config change is parsed and validated; an invalid one is logged and ignored. A valid one
 //!   is provisioned, then pools are rebuilt and diffed against the running ones: new pools get a
 //!   server and registration, removed pools stop (socket removed), changed pools publish their
@@ -275,21 +275,29 @@ impl Node {
                 }
                 None => {
                     tracing::info!(pool = %pc.resource, devices = members.len(), "new pool");
-                    let run = self.start_pool(Pool::new(pc.clone(), members));
+                    let pool = Pool::new(pc.clone(), members);
+                    // Its first list already carries health.
+                    {
+                        let checker = Checker::new(&self.paths.sysfs, &self.links);
+                        pool.refresh(|d| checker.check(d));
+                    }
+                    let run = self.start_pool(pool);
                     self.pools.push(run);
                 }
             }
         }
+        self.config = config;
+        self.devices = devices;
+        self.refresh_health();
         for (name, run) in old {
             tracing::info!(pool = %name, "pool removed from the config: stopping");
             self.stop_pool(run).await;
         }
-        self.config = config;
-        self.devices = devices;
-        self.refresh_health();
     }
 
-    /// Re-read sysfs after device events: gone devices leave, new ones join, pooled ones stay.
+    /// Re-read sysfs after device events: new devices join the first pool that selects them;
+    /// pooled ones stay where they are, present or not (a gone one is reported Unhealthy until
+    /// the config is next applied, and is Healthy again if it comes back as it was).
     fn rescan(&mut self) {
         let devices = match self.discover() {
             Ok(d) => d,
@@ -299,7 +307,6 @@ impl Node {
             }
         };
         if devices != self.devices {
-            let present: HashSet<PciAddress> = devices.iter().map(|d| d.address).collect();
             let pooled: HashSet<PciAddress> = self
                 .pools
                 .iter()
@@ -308,12 +315,7 @@ impl Node {
             let assigned = assign(&self.paths.sysfs, &devices, &self.config, &self.facts());
             for (run, fresh) in self.pools.iter().zip(assigned) {
                 let cur = run.cell.get();
-                let mut members: Vec<PciDevice> = cur
-                    .devices
-                    .values()
-                    .filter(|d| present.contains(&d.address))
-                    .cloned()
-                    .collect();
+                let mut members: Vec<PciDevice> = cur.devices.values().cloned().collect();
                 members.extend(fresh.into_iter().filter(|d| !pooled.contains(&d.address)));
                 self.update(run, cur.config.clone(), members);
             }
@@ -411,15 +413,15 @@ impl Node {
 
     async fn stop_pool(&self, run: Running) {
         run.stop.cancel();
+        let pool = run.cell.get();
+        let all: Vec<PciAddress> = pool.devices.keys().copied().collect();
+        self.remove_devinfo(&pool.config, &all);
         if tokio::time::timeout(Duration::from_secs(3), run.task)
             .await
             .is_err()
         {
-            tracing::warn!("pool server did not stop within 3 s");
+            tracing::warn!(pool = %pool.config.resource, "pool server did not stop within 3 s");
         }
-        let pool = run.cell.get();
-        let all: Vec<PciAddress> = pool.devices.keys().copied().collect();
-        self.remove_devinfo(&pool.config, &all);
     }
 
     /// Stop every pool server (sockets removed) and wait for them.

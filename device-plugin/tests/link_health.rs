@@ -249,17 +249,22 @@ async fn pci_uevents_rebind_remove_and_add_vfs() {
         .await
         .unwrap();
 
-    // Removed: it leaves the list.
+    // Removed: Unhealthy (the kubelet sees the capacity it lost), the others untouched.
     let t = Instant::now();
     nb.sys.remove("0000:04:10.2");
     let _ = std::fs::remove_file(nb.sys.dev_dir("0000:04:00.0").join("virtfn2"));
     uevent(&ns, "remove", "0000:04:10.2", None);
     let devs = kubelet
-        .wait_for_devices(VFS, |d| d.len() == 7, T)
+        .wait_for_devices(VFS, |d| health(d, "0000:04:10.2") == "Unhealthy", T)
         .await
         .unwrap();
     let removed = t.elapsed();
-    assert!(!devs.iter().any(|d| d.id == "0000:04:10.2"));
+    assert_eq!(devs.len(), 8);
+    assert_eq!(
+        devs.iter().filter(|d| d.health == "Unhealthy").count(),
+        1,
+        "{devs:?}"
+    );
 
     // Added outside the plugin: it joins the pool that selects it.
     let t = Instant::now();
@@ -277,7 +282,38 @@ async fn pci_uevents_rebind_remove_and_add_vfs() {
         .await
         .unwrap();
     let added = t.elapsed();
-    assert_eq!(devs.len(), 8);
+    assert_eq!(devs.len(), 9);
+    assert_eq!(health(&devs, "0000:04:10.4"), "Healthy");
+    // The removed VF coming back as it was is Healthy again.
+    nb.sys.add_vf(
+        "0000:04:00.0",
+        2,
+        &Dev::new("0000:04:10.2", BRCM, PS225_VF)
+            .driver("bnxt_en")
+            .netdev("pf1v2"),
+    );
+    uevent(&ns, "add", "0000:04:10.2", None);
+    let devs = kubelet
+        .wait_for_devices(VFS, |d| all(d, "0000:0", "Healthy"), T)
+        .await
+        .unwrap();
+    assert_eq!(devs.len(), 9);
+    // The next config apply rebuilds pools from what exists.
+    nb.sys.remove("0000:04:10.4");
+    let _ = std::fs::remove_file(nb.sys.dev_dir("0000:04:00.0").join("virtfn4"));
+    uevent(&ns, "remove", "0000:04:10.4", None);
+    kubelet
+        .wait_for_devices(VFS, |d| health(d, "0000:04:10.4") == "Unhealthy", T)
+        .await
+        .unwrap();
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bed.config()).unwrap()).unwrap();
+    c["resourceList"][0]["excludeTopology"] = serde_json::json!(true);
+    bed.write_config(&c);
+    let devs = kubelet
+        .wait_for_devices(VFS, |d| d.len() == 8, T)
+        .await
+        .unwrap();
     assert!(all(&devs, "0000:0", "Healthy"), "{devs:?}");
     println!("device events to ListAndWatch update: rebind {rebind:?}, remove {removed:?}, add {added:?}");
     for l in [rebind, removed, added] {

@@ -191,3 +191,34 @@ fn swap(vol: &Path, target: &str) {
     std::os::unix::fs::symlink(target, &tmp).unwrap();
     std::fs::rename(&tmp, vol.join("..data")).unwrap();
 }
+
+#[tokio::test]
+async fn watcher_mode_reload_adds_and_removes_registry_sockets() {
+    use sriov_tests::kubelet::{first_list, WatcherClient};
+    let bed = Bed::ps225();
+    let plugin = bed.spawn("watcher");
+    let pid = plugin.pid();
+    let w = WatcherClient::new(&bed.reg_dir());
+    let dpdk = w
+        .wait_for_socket("arm.com_ps225_dpdk.sock", T)
+        .await
+        .unwrap();
+    let mut dp = w.device_plugin(&dpdk).await.unwrap();
+    assert_eq!(first_list(&mut dp).await.unwrap().len(), 4);
+
+    let mut c = with_extra_pool();
+    c["resourceList"].as_array_mut().unwrap().remove(1);
+    bed.write_config(&c);
+    let extra = w
+        .wait_for_socket("arm.com_ps225_all_pf4.sock", T)
+        .await
+        .unwrap();
+    assert_eq!(w.get_info(&extra).await.unwrap().name, EXTRA);
+    let deadline = Instant::now() + T;
+    while dpdk.exists() {
+        assert!(Instant::now() < deadline, "removed pool's registry socket");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(w.sockets().len(), 2);
+    assert_eq!(plugin.pid(), pid);
+}
