@@ -6,7 +6,9 @@
 set -euo pipefail
 
 what=${1:-base}
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+say() {
+  if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi
+}
 need_root() { [ "$(id -u)" = 0 ] || { echo "install-deps: run as root (apt-get, /boot, /lib/modules)" >&2; exit 1; }; }
 
 apt_updated=""
@@ -47,26 +49,26 @@ SRC
 }
 
 base() {
-  apt_install iproute2 iputils-ping containernetworking-plugins procps kmod jq
+  apt_install iproute2 iputils-ping containernetworking-plugins procps kmod jq shellcheck
 }
 
 # The guest kernel: the backports Debian kernel, unpacked (not installed as the host's kernel).
 lab_kernel() {
   local ver
-  ver=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sed 's#.*/vmlinuz-##' | grep '+bpo\|deb12' | sort -V | tail -n1 || true)
+  ver=$(find /boot -maxdepth 1 -name 'vmlinuz-*-amd64' -printf '%f\n' 2>/dev/null | sed 's#^vmlinuz-##' | grep '+bpo\|deb12' | sort -V | tail -n1 || true)
   if [ -n "$ver" ] && [ -d "/lib/modules/$ver/kernel/drivers/net/ethernet/intel/igb" ]; then
     echo "$ver" >/var/tmp/sriov-lab-kernel
     return
   fi
   apt_update
-  local meta dep tmp
+  local meta tmp
   meta=$(apt-cache depends -t bookworm-backports linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
   [ -n "$meta" ] || { echo "install-deps: cannot resolve linux-image-amd64 in bookworm-backports" >&2; exit 1; }
   say "downloading $meta (guest kernel)"
   tmp=$(mktemp -d)
   (cd "$tmp" && apt-get download -t bookworm-backports "$meta" >/dev/null)
   dpkg -x "$tmp"/linux-image-*.deb "$tmp/root"
-  ver=$(ls "$tmp/root/boot" | sed -n 's/^vmlinuz-//p' | head -n1)
+  ver=$(find "$tmp/root/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sed -n 's/^vmlinuz-//p' | head -n1)
   install -m 0644 "$tmp/root/boot/vmlinuz-$ver" "/boot/vmlinuz-$ver"
   [ -f "$tmp/root/boot/config-$ver" ] && install -m 0644 "$tmp/root/boot/config-$ver" "/boot/config-$ver"
   [ -f "$tmp/root/boot/System.map-$ver" ] && install -m 0644 "$tmp/root/boot/System.map-$ver" "/boot/System.map-$ver"
@@ -81,8 +83,8 @@ lab_kernel() {
 lab() {
   base
   add_backports
-  apt_update
   if ! qemu-system-x86_64 -device help 2>/dev/null | grep -q '"igb"'; then
+    apt_update
     say "installing QEMU from bookworm-backports (the igb device needs QEMU >= 8)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
   fi

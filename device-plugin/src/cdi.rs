@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocate::{DeviceNodes, HostPaths};
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolCell};
 use crate::resource::ResourceName;
 
 /// The CDI spec version written: the first that allows device names starting with a digit
@@ -249,29 +249,33 @@ fn remove_file(path: &Path) -> Result<(), CdiError> {
     }
 }
 
-/// Keep a pool's spec in sync with its device list until `stop` is cancelled or the pool is
-/// dropped; the spec is removed then. `None` (and a warning) when the pool cannot be a CDI kind.
+/// Keep a pool's spec in sync with its device list until `stop` is cancelled (the pool stops
+/// or is removed) or the pool is dropped; the spec is removed then. The cell's snapshot is read
+/// on every change, so reloads that swap it are followed. `None` (and a warning) when the pool
+/// cannot be a CDI kind.
 pub fn spawn_sync(
     cdi: Arc<Cdi>,
-    pool: &Arc<Pool>,
+    cell: &Arc<PoolCell>,
     paths: Arc<HostPaths>,
     stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
+    let pool = cell.get();
     let resource = pool.config.resource.clone();
     if let Err(e) = kind(&resource) {
         tracing::warn!(error = %e, "no CDI spec for this pool; Allocate answers with device specs");
         return None;
     }
     let mut rx = pool.subscribe();
-    let weak: Weak<Pool> = Arc::downgrade(pool);
+    drop(pool);
+    let weak: Weak<PoolCell> = Arc::downgrade(cell);
     Some(tokio::spawn(async move {
         loop {
             rx.borrow_and_update();
-            let Some(pool) = weak.upgrade() else { break };
-            if let Err(e) = cdi.sync(&pool, &paths) {
+            let Some(cell) = weak.upgrade() else { break };
+            if let Err(e) = cdi.sync(&cell.get(), &paths) {
                 tracing::warn!(pool = %resource, error = %e, "CDI spec not updated");
             }
-            drop(pool);
+            drop(cell);
             tokio::select! {
                 r = rx.changed() => if r.is_err() { break },
                 _ = stop.cancelled() => break,

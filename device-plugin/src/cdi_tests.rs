@@ -13,6 +13,7 @@ struct Setup {
     _f: FakeSysfs,
     dir: tempfile::TempDir,
     paths: Arc<HostPaths>,
+    cell: Arc<PoolCell>,
     pool: Arc<Pool>,
 }
 
@@ -34,9 +35,11 @@ fn setup(pool: serde_json::Value) -> Setup {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, "").unwrap();
     }
+    let cell = PoolCell::new(Pool::new(c.pools[0].clone(), lists.remove(0)));
     Setup {
         _f: f,
-        pool: Arc::new(Pool::new(c.pools[0].clone(), lists.remove(0))),
+        pool: cell.get(),
+        cell,
         dir,
         paths: Arc::new(paths),
     }
@@ -268,7 +271,7 @@ fn apply_keeps_device_specs_for_a_pool_that_cannot_be_a_cdi_kind() {
     assert_eq!(r.devices.len(), 2);
     let task = spawn_sync(
         Arc::new(cdi),
-        &s.pool,
+        &s.cell,
         s.paths.clone(),
         CancellationToken::new(),
     );
@@ -291,7 +294,7 @@ async fn the_sync_task_follows_the_pool_and_cleans_up_on_stop_and_on_drop() {
     let cdi = Arc::new(Cdi::new(&s.dir.path().join("cdi")));
     let path = cdi.spec_path(&s.pool.config.resource);
     let stop = CancellationToken::new();
-    let task = spawn_sync(cdi.clone(), &s.pool, s.paths.clone(), stop.clone()).unwrap();
+    let task = spawn_sync(cdi.clone(), &s.cell, s.paths.clone(), stop.clone()).unwrap();
     wait_until("the spec", || path.exists()).await;
     let count = || -> usize {
         fs::read(&path)
@@ -308,21 +311,61 @@ async fn the_sync_task_follows_the_pool_and_cleans_up_on_stop_and_on_drop() {
     task.await.unwrap();
     assert!(!path.exists(), "removed on stop");
 
-    // A pool that goes away (hot reload drops it): its spec goes too.
+    // A pool that goes away (every snapshot dropped): its spec goes too.
     let task = spawn_sync(
         cdi.clone(),
-        &s.pool,
+        &s.cell,
         s.paths.clone(),
         CancellationToken::new(),
     )
     .unwrap();
     wait_until("the spec", || path.exists()).await;
-    let Setup { pool, _f, dir, .. } = s;
-    drop(pool);
+    let Setup {
+        pool,
+        cell,
+        _f,
+        dir,
+        ..
+    } = s;
+    drop((pool, cell));
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .unwrap()
         .unwrap();
     assert!(!path.exists(), "removed when the pool is dropped");
     drop((_f, dir));
+}
+
+#[tokio::test]
+async fn the_sync_task_follows_a_snapshot_swapped_by_a_reload() {
+    let s = dpdk();
+    let cdi = Arc::new(Cdi::new(&s.dir.path().join("cdi")));
+    let path = cdi.spec_path(&s.pool.config.resource);
+    let stop = CancellationToken::new();
+    let task = spawn_sync(cdi.clone(), &s.cell, s.paths.clone(), stop.clone()).unwrap();
+    wait_until("the spec", || path.exists()).await;
+    let cur = s.cell.get();
+    let members: Vec<sriov_host::PciDevice> = cur.devices.values().take(2).cloned().collect();
+    s.cell.set(cur.successor(cur.config.clone(), members));
+    s.cell.get().refresh(|_| crate::health::Health::Healthy);
+    let names = || -> Vec<String> {
+        fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| {
+                v["devices"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|d| d["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    };
+    wait_until("the spec to follow the new snapshot", || {
+        names() == ["0000:03:10.6", "0000:03:10.7"]
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    assert!(!path.exists());
 }

@@ -21,7 +21,7 @@ use sriov_host::PciAddress;
 use crate::allocate::{allocate, HostPaths};
 use crate::cdi::Cdi;
 use crate::metrics;
-use crate::pool::{DeviceStatus, Pool};
+use crate::pool::{DeviceStatus, PoolCell};
 use crate::prefer::{preferred, Inventory};
 
 /// The options every pool advertises.
@@ -36,7 +36,8 @@ pub fn options() -> DevicePluginOptions {
 /// shutdown does not wait for the kubelet to hang up).
 #[derive(Clone)]
 pub struct PluginService {
-    pub pool: Arc<Pool>,
+    /// The pool's current snapshot (swapped on reload and device changes).
+    pub pool: Arc<PoolCell>,
     pub paths: Arc<HostPaths>,
     pub stop: CancellationToken,
     /// With `--cdi`: Allocate answers with CDI names.
@@ -76,9 +77,10 @@ impl DevicePlugin for PluginService {
         &self,
         _: Request<Empty>,
     ) -> Result<Response<Self::ListAndWatchStream>, Status> {
-        let pool = self.pool.config.resource.to_string();
-        tracing::info!(pool = %pool, devices = self.pool.devices.len(), "ListAndWatch opened");
-        let mut rx = self.pool.subscribe();
+        let current = self.pool.get();
+        let pool = current.config.resource.to_string();
+        tracing::info!(pool = %pool, devices = current.devices.len(), "ListAndWatch opened");
+        let mut rx = current.subscribe();
         let stop = self.stop.clone();
         let (tx, out) = mpsc::channel(4);
         // Every message is the complete list: send the current one, then one per change, until
@@ -104,9 +106,10 @@ impl DevicePlugin for PluginService {
         &self,
         req: Request<PreferredAllocationRequest>,
     ) -> Result<Response<PreferredAllocationResponse>, Status> {
-        let inv = Inventory::of_pool(&self.pool);
-        let policy = self.pool.config.allocation_policy;
-        let pool = &self.pool.config.resource;
+        let current = self.pool.get();
+        let inv = Inventory::of_pool(&current);
+        let policy = current.config.allocation_policy;
+        let pool = &current.config.resource;
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
             let ids = preferred(
@@ -132,10 +135,11 @@ impl DevicePlugin for PluginService {
         &self,
         req: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
-        let pool = &self.pool.config.resource;
+        let current = self.pool.get();
+        let pool = &current.config.resource;
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
-            match allocate(&self.pool, &self.paths, &c.devices_ids) {
+            match allocate(&current, &self.paths, &c.devices_ids) {
                 Ok(mut r) => {
                     if let Some(cdi) = &self.cdi {
                         let ids: Vec<PciAddress> = c
@@ -143,7 +147,7 @@ impl DevicePlugin for PluginService {
                             .iter()
                             .filter_map(|i| i.parse().ok())
                             .collect();
-                        cdi.apply(&self.pool, &self.paths, &ids, &mut r);
+                        cdi.apply(&current, &self.paths, &ids, &mut r);
                     }
                     tracing::info!(pool = %pool, devices = ?c.devices_ids, "allocated");
                     metrics::allocation(&pool.to_string(), true);

@@ -3,10 +3,12 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use kubelet_proto::AuthorityFix;
 use nix::sys::stat::{umask, Mode};
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -92,7 +94,9 @@ pub fn serve(path: &Path, routes: Routes, stop: CancellationToken) -> Result<Ser
     umask(old);
     let listener = listener.map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
-    let incoming = UnixListenerStream::new(listener);
+    // grpc-go clients (the kubelet's plugin watcher) send the socket path as `:authority`,
+    // which the HTTP/2 server refuses: rewrite it on the way in.
+    let incoming = UnixListenerStream::new(listener).map(|c| c.map(AuthorityFix::new));
     let shutdown = stop.clone().cancelled_owned();
     let p = path.to_path_buf();
     let task = tokio::spawn(async move {

@@ -282,7 +282,7 @@ async fn cdi_specs_per_pool_and_allocate_answers_with_cdi_names() {
     let bed = Bed::ps225();
     let kubelet = TestKubelet::start(&bed.dp_dir()).await;
     let cdi_dir = bed.cdi_dir();
-    let mut plugin = bed.spawn_with(
+    let mut plugin = bed.spawn_args(
         "kubelet",
         &["--cdi", "--cdi-dir", cdi_dir.to_str().unwrap()],
     );
@@ -458,32 +458,6 @@ async fn sigterm_removes_sockets_and_exits_0() {
     );
 }
 
-#[tokio::test]
-async fn reports_a_vf_that_disappears_as_unhealthy() {
-    let bed = Bed::ps225();
-    let kubelet = TestKubelet::start(&bed.dp_dir()).await;
-    let _plugin = bed.spawn("kubelet");
-    kubelet
-        .wait_for_devices(DPDK, |d| d.len() == 4, T)
-        .await
-        .unwrap();
-    bed.sys.bind("0000:04:10.7", Some("bnxt_en"));
-    let devs = kubelet
-        .wait_for_devices(
-            DPDK,
-            |d| d.iter().any(|x| x.health == "Unhealthy"),
-            Duration::from_secs(12),
-        )
-        .await
-        .unwrap();
-    let bad: Vec<&str> = devs
-        .iter()
-        .filter(|d| d.health == "Unhealthy")
-        .map(|d| d.id.as_str())
-        .collect();
-    assert_eq!(bad, ["0000:04:10.7"]);
-}
-
 /// Inodes of the TCP sockets the process listens on.
 #[allow(clippy::unwrap_used)]
 fn tcp_listeners(pid: i32) -> Vec<String> {
@@ -515,7 +489,7 @@ async fn metrics_endpoint_reports_pools_registrations_and_allocations() {
     use sriov_tests::promtext::{http_get, parse};
     let bed = Bed::ps225();
     let kubelet = TestKubelet::start(&bed.dp_dir()).await;
-    let plugin = bed.spawn_with("kubelet", &["--metrics-addr", "127.0.0.1:0"]);
+    let plugin = bed.spawn_args("kubelet", &["--metrics-addr", "127.0.0.1:0"]);
     for res in [NETDEV, DPDK] {
         kubelet
             .wait_for_devices(res, |d| !d.is_empty(), T)

@@ -16,7 +16,9 @@ pub mod pluginregistration {
     tonic::include_proto!("pluginregistration");
 }
 
+mod authority;
 mod uds;
+pub use authority::AuthorityFix;
 pub use uds::{connect_uds, ConnectError};
 
 /// The device-plugin API version this crate speaks.

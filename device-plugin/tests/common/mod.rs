@@ -115,11 +115,11 @@ impl Bed {
 
     /// Start the plugin daemon; its log goes to [`Bed::log`].
     pub fn spawn(&self, mode: &str) -> Plugin {
-        self.spawn_with(mode, &[])
+        self.spawn_args(mode, &[])
     }
 
     /// Start the plugin daemon with extra flags.
-    pub fn spawn_with(&self, mode: &str, extra: &[&str]) -> Plugin {
+    pub fn spawn_args(&self, mode: &str, extra: &[&str]) -> Plugin {
         let log = fs::File::create(self.log()).unwrap();
         let child = Command::new(bin())
             .args(self.args(mode))
@@ -234,4 +234,50 @@ pub fn assert_valid_cdi(spec: &serde_json::Value) {
         .map(|e| format!("{}: {e}", e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "CDI spec invalid: {errors:#?}\n{spec:#}");
+}
+
+impl Bed {
+    /// Start the plugin daemon with `config` as `--config`, inside the network namespace at
+    /// `netns` when given (spawned from a thread that entered it, so the child lives there).
+    pub fn spawn_with(&self, mode: &str, config: &Path, netns: Option<&Path>) -> Plugin {
+        let log = fs::File::create(self.log()).unwrap();
+        let mut args = self.args(mode);
+        args[1] = config.to_string_lossy().into_owned();
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env("RUST_LOG", "debug,h2=info,tower=info,hyper=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = match netns {
+            Some(ns) => sriov_host::netns::run_in(ns, move || cmd.spawn().unwrap()).unwrap(),
+            None => cmd.spawn().unwrap(),
+        };
+        Plugin {
+            child: Some(child),
+            log: self.log(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Plugin {
+    /// Wait until the log contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
 }

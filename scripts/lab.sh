@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# The emulated SR-IOV lab: boots one fresh QEMU guest per scenario, with an emulated Intel 82576
+# (igb, real SR-IOV) and the real igb/igbvf/vfio-pci drivers, and runs the scenario inside.
+#
+#   scripts/lab.sh [--keep] [--verbose] [--timeout SECONDS] SCENARIO...
+#   scripts/lab.sh all
+#   scripts/lab.sh --list
+#
+# SCENARIO is a file name under tests/lab/scenarios/, with or without ".sh" (00-igb-sanity),
+# or just its number (00). "all" runs every numbered scenario in order; those marked not runnable are
+# reported as SKIP and not counted as passed.
+#
+# Scenario headers the runner reads (comment lines anywhere in the scenario file):
+#   # lab-skip: REASON               the scenario is not runnable yet: SKIP with REASON
+#   # lab-test-bin: PACKAGE TEST     build the integration-test binary TEST of PACKAGE (release)
+#                                    and pass its path to the guest as LAB_TEST_<TEST>
+#                                    (upper case, '-' -> '_'), e.g. LAB_TEST_LAB_KUBELET
+#   # lab-timeout: SECONDS           per-scenario timeout (default 300, or --timeout)
+#
+# The guest gets LAB_NAME, LAB_BIN (release binaries), LAB_REPO (this repository), LAB_OUT (a
+# host directory it can write: target/lab/<scenario>/) and LAB_TEST_* in its environment.
+# The full console log of each scenario is target/lab/<scenario>.log. The result is the last
+# "LAB-RESULT: PASS|FAIL" line the guest wrote; no marker means FAIL, and the timeout kills QEMU
+# and is reported as TIMEOUT. There are no retries.
+#
+# Works without a TTY (CI) and from a shell. Needs root for scripts/install-deps.sh; as another
+# user the install step is skipped when the tools are already there.
+set -euo pipefail
+# The whole script is one block ending in "}; exit" on one line: bash parses it completely
+# before running it, so editing this file during a run cannot disturb the run.
+{
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+scen_dir="$repo/tests/lab/scenarios"
+out_root="${LAB_OUT_ROOT:-$repo/target/lab}"
+keep=""
+verbose=""
+default_timeout=300
+memory=2G
+
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+say() {
+  if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi
+}
+die() { echo "lab: $*" >&2; exit 2; }
+
+# Value of a "# KEY: value" header line in a scenario file (first match), empty if none.
+header() { sed -n "s/^# $2: *//p" "$1" | head -n1; }
+
+# "all" runs the numbered scenarios; others (facts-igb) run only when named.
+list_scenarios() { find "$scen_dir" -maxdepth 1 -name '[0-9]*.sh' -printf '%f\n' | sort; }
+
+resolve() {
+  local s=$1 f
+  s=${s%.sh}
+  if [ -f "$scen_dir/$s.sh" ]; then echo "$scen_dir/$s.sh"; return; fi
+  f=$(find "$scen_dir" -maxdepth 1 -name "$s-*.sh" | sort | head -n1)
+  [ -n "$f" ] || die "no scenario '$1' in tests/lab/scenarios (see --list)"
+  echo "$f"
+}
+
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keep) keep=1 ;;
+    --verbose|-v) verbose=1 ;;
+    --timeout) [ $# -ge 2 ] || usage; default_timeout=$2; shift ;;
+    --list) find "$scen_dir" -maxdepth 1 -name '*.sh' -printf '%f\n' | sort | sed 's/\.sh$//'; exit 0 ;;
+    -h|--help) usage ;;
+    -*) echo "lab: unknown option $1" >&2; usage ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
+[ ${#args[@]} -gt 0 ] || usage
+
+files=()
+for a in "${args[@]}"; do
+  if [ "$a" = all ]; then
+    while read -r f; do files+=("$scen_dir/$f"); done < <(list_scenarios)
+  else
+    files+=("$(resolve "$a")")
+  fi
+done
+
+# --- dependencies -----------------------------------------------------------------------------
+if [ "$(id -u)" = 0 ]; then
+  say "checking lab dependencies (scripts/install-deps.sh lab)"
+  bash "$repo/scripts/install-deps.sh" lab
+elif ! command -v vng >/dev/null || [ ! -s /var/tmp/sriov-lab-kernel ]; then
+  die "lab dependencies missing and not root: run 'sudo scripts/install-deps.sh lab' first"
+fi
+kver=$(cat /var/tmp/sriov-lab-kernel)
+kernel=/boot/vmlinuz-$kver
+[ -r "$kernel" ] || die "guest kernel $kernel not readable (run scripts/install-deps.sh lab)"
+
+# --- build ------------------------------------------------------------------------------------
+runnable=()
+for f in "${files[@]}"; do
+  [ -n "$(header "$f" lab-skip)" ] || runnable+=("$f")
+done
+
+declare -A test_bins=()
+if [ ${#runnable[@]} -gt 0 ]; then
+  say "cargo build --release --workspace --bins"
+  (cd "$repo" && cargo build --release --workspace --bins)
+  for f in "${runnable[@]}"; do
+    while read -r pkg test; do
+      if [ -z "$pkg" ] || [ -z "$test" ]; then die "$(basename "$f"): bad header 'lab-test-bin: $pkg $test' (want PACKAGE TEST)"; fi
+      key="LAB_TEST_$(echo "$test" | tr '[:lower:]-' '[:upper:]_')"
+      [ -n "${test_bins[$key]:-}" ] && continue
+      say "cargo test --release -p $pkg --test $test --no-run"
+      # json-render-diagnostics: artifacts as JSON on stdout, compiler errors readable on stderr.
+      exe=$(cd "$repo" && cargo test --release -p "$pkg" --test "$test" --no-run \
+        --message-format=json-render-diagnostics \
+        | jq -r --arg t "$test" 'select(.reason == "compiler-artifact" and .executable != null
+            and .target.name == $t) | .executable' | tail -n1) \
+        || die "building test $test of $pkg failed"
+      [ -x "$exe" ] || die "no test executable for $pkg --test $test"
+      test_bins[$key]=$exe
+    done < <(sed -n 's/^# lab-test-bin: *//p' "$f")
+  done
+fi
+
+# --- run --------------------------------------------------------------------------------------
+mkdir -p "$out_root"
+qemu_opts="-device intel-iommu,intremap=on -device pcie-root-port,id=rp1,slot=1,chassis=1"
+# A hub with only the igb port on it: nothing the NIC sends leaves the VM.
+qemu_opts+=" -netdev hubport,id=n1,hubid=0 -device igb,bus=rp1,netdev=n1"
+# One TCG thread: multi-threaded TCG hung about one boot in six on these machines.
+qemu_opts+=" -accel tcg,thread=single"
+
+guest_pid=""
+# shellcheck disable=SC2317 # a trap handler
+interrupted() {
+  if [ -n "$guest_pid" ]; then
+    kill -TERM -- "-$guest_pid" 2>/dev/null || kill -TERM "$guest_pid" 2>/dev/null || true
+    wait "$guest_pid" 2>/dev/null || true
+  fi
+  echo "lab: interrupted" >&2
+  exit 130
+}
+trap interrupted INT TERM
+
+# no_timer_check: under software emulation on a busy host the kernel's boot-time check of the
+# IO-APIC timer (through interrupt remapping) can miss its deadline and panic ("timer doesn't
+# work through Interrupt-remapped IO-APIC"); the timer itself works.
+kappend="intel_iommu=on no_timer_check"
+
+names=() results=() secs=()
+npass=0 nfail=0 nskip=0
+
+run_one() {
+  local f=$1 name out log wrapper tmo start rc result reason line panic
+  name=$(basename "$f" .sh)
+  out="$out_root/$name"
+  log="$out_root/$name.log"
+  rm -rf "$out" "$log"
+  mkdir -p "$out"
+
+  wrapper="$out/.run.sh"
+  {
+    echo "#!/bin/bash"
+    printf 'export LAB_NAME=%q LAB_BIN=%q LAB_REPO=%q LAB_OUT=%q\n' \
+      "$name" "$repo/target/release" "$repo" "$out"
+    for k in "${!test_bins[@]}"; do printf 'export %s=%q\n' "$k" "${test_bins[$k]}"; done
+    printf 'cd %q\n' "$repo"
+    printf 'exec bash %q\n' "$out/.scenario.sh"
+  } >"$wrapper"
+  # bash reads a script as it runs it: the guest runs a copy, so editing the scenario during a
+  # run cannot change what the guest executes.
+  cp "$f" "$out/.scenario.sh"
+
+  tmo=$(header "$f" lab-timeout)
+  tmo=${tmo:-$default_timeout}
+  say "scenario $name (timeout ${tmo}s)"
+  start=$(date +%s)
+  # timeout(1) puts vng and QEMU in a process group of their own and signals the whole group;
+  # run in the background so that an interrupt of this script can stop that group too.
+  local vng=(vng --run "$kernel" --force-9p --disable-microvm --disable-kvm -m "$memory" --verbose
+    --rwdir="$out" --append "$kappend" --qemu-opts="$qemu_opts" --exec "bash $wrapper")
+  if [ -n "$verbose" ]; then
+    timeout -k 10 "$tmo" "${vng[@]}" </dev/null > >(tee "$log") 2>&1 &
+  else
+    timeout -k 10 "$tmo" "${vng[@]}" </dev/null >"$log" 2>&1 &
+  fi
+  guest_pid=$!
+  rc=0
+  wait "$guest_pid" || rc=$?
+  guest_pid=""
+  wait  # the tee of --verbose
+  echo "lab: vng exit status $rc" >>"$log"
+  secs+=("$(( $(date +%s) - start ))")
+  names+=("$name")
+
+  # The guest writes its marker to the console and to $LAB_OUT/result; the file cannot be
+  # interleaved with kernel messages, the console line is the fallback.
+  line=""
+  [ -s "$out/result" ] && line=$(grep -a '^LAB-RESULT: ' "$out/result" | tail -n1 || true)
+  [ -n "$line" ] || line=$(grep -a -o 'LAB-RESULT: .*' "$log" | tr -d '\r' | tail -n1 || true)
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    result=TIMEOUT
+    reason="no result after ${tmo}s: QEMU killed${line:+ (last marker: $line)}"
+  elif [[ "$line" == "LAB-RESULT: PASS"* ]]; then
+    result=PASS
+  elif [[ "$line" == "LAB-RESULT: FAIL"* ]]; then
+    result=FAIL
+    reason=${line#LAB-RESULT: FAIL }
+  else
+    result=FAIL
+    reason="guest ended without a LAB-RESULT marker (vng exit $rc)"
+    panic=$(grep -a -o 'Kernel panic - .*' "$log" | tr -d '\r' | head -n1 || true)
+    [ -z "$panic" ] || reason="guest kernel panic: ${panic#Kernel panic - }"
+  fi
+  results+=("$result")
+
+  if [ "$result" = PASS ]; then
+    npass=$((npass + 1))
+    say "PASS $name (${secs[-1]}s)"
+    [ -n "$keep" ] || find "$out" -mindepth 1 -maxdepth 1 ! -name result ! -name dmesg.txt -exec rm -rf {} +
+  else
+    nfail=$((nfail + 1))
+    say "$result $name (${secs[-1]}s): $reason"
+    if [ -z "$verbose" ]; then
+      # The console log holds kernel messages and the scenario's output; for a failure the
+      # scenario's lines matter (kernel log: $out/dmesg.txt), for a hang the raw console does.
+      if [ "$result" = TIMEOUT ]; then
+        echo "---- last 60 lines of $log ----" >&2
+        tail -n 60 "$log" >&2
+      else
+        echo "---- last 60 scenario lines of $log (kernel log: ${out#"$repo"/}/dmesg.txt) ----" >&2
+        grep -av '^\[ *[0-9]*\.[0-9]*\] ' "$log" | grep -av 'KASLR' | tail -n 60 >&2
+      fi
+      echo "---- end of $log ----" >&2
+    fi
+  fi
+}
+
+for f in "${files[@]}"; do
+  name=$(basename "$f" .sh)
+  skip=$(header "$f" lab-skip)
+  if [ -n "$skip" ]; then
+    echo "SKIP $name: $skip"
+    names+=("$name") results+=(SKIP) secs+=(0)
+    nskip=$((nskip + 1))
+    continue
+  fi
+  run_one "$f"
+done
+
+echo
+printf '%-28s %-8s %s\n' scenario result seconds
+for i in "${!names[@]}"; do
+  printf '%-28s %-8s %s\n' "${names[$i]}" "${results[$i]}" "${secs[$i]}"
+done
+echo "logs: ${out_root#"$repo"/}/<scenario>.log"
+[ "$nskip" = 0 ] || echo "$nskip skipped (not runnable yet)"
+echo "$npass passed, $nfail failed"
+[ "$nfail" = 0 ]
+}; exit
