@@ -347,6 +347,21 @@ async fn cdi_specs_per_pool_and_allocate_answers_with_cdi_names() {
         "0000:04:10.7,0000:03:10.6"
     );
 
+    // The DPDK pool leaves the config: its spec goes, the other stays.
+    let mut c = ps225_config();
+    c["resourceList"].as_array_mut().unwrap().truncate(1);
+    bed.write_config(&c);
+    let deadline = Instant::now() + T;
+    while dpdk_spec.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "spec of a removed pool left:\n{}",
+            plugin.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(netdev_spec.exists());
+
     plugin.sigterm();
     assert!(plugin.wait(T).await.success());
     assert!(
@@ -550,6 +565,40 @@ async fn metrics_endpoint_reports_pools_registrations_and_allocations() {
         assert_eq!(e.value("sriov_dp_pf_num_vfs", &[("pf", pf)]), Some(8.0));
     }
     assert_eq!(e.value("sriov_dp_provision_runs_total", &[]), Some(0.0));
+    assert_eq!(
+        e.value("sriov_dp_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+
+    // An invalid config is counted as a refused reload; a valid one after it as applied.
+    let scrape = || async move {
+        let (_, _, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+            .await
+            .unwrap()
+            .unwrap();
+        parse(&body).unwrap()
+    };
+    bed.write_config(&serde_json::json!({"resourceList": [{"resourceName": "x", "bogus": 1}]}));
+    plugin.wait_log("invalid config ignored", T).await;
+    let e = scrape().await;
+    // (A write seen half-done may count as one more refused reload.)
+    assert!(
+        e.value("sriov_dp_config_reload_failures_total", &[])
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        e.value("sriov_dp_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    bed.write_config(&ps225_config());
+    plugin.wait_log("config applied", T).await;
+    let e = scrape().await;
+    assert_eq!(
+        e.value("sriov_dp_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert!(e.value("sriov_dp_config_reloads_total", &[]).unwrap() >= 2.0);
     let (code, _, body) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz"))
         .await
         .unwrap()
