@@ -3,5 +3,5 @@
 
 pub mod fakekernel;
 pub mod fakesys;
-pub mod netbed;
 pub mod kubelet;
+pub mod netbed;
