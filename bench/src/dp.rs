@@ -266,8 +266,9 @@ pub async fn scale(s: &Settings) -> Result<Section> {
         ]);
     }
     sec.note(
-        "Reference: upstream sriov-network-device-plugin does the same discovery from sysfs and serves \
-         one gRPC server per pool; Allocate there also writes one device-info file per device.",
+        "Reference: upstream sriov-network-device-plugin is not run by this harness. Its work is of \
+         the same kind: sysfs reads per device at start, one gRPC server per pool, one device-info \
+         file written per allocated device.",
     );
     sec.note(
         "Allocate writes the NPWG device-info file for the device (on tmpfs here, as /var/run is on a \

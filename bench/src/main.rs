@@ -105,7 +105,7 @@ impl Settings {
             timeout: Duration::from_secs(60),
             timeout_react: Duration::from_secs(u64::from(env_u32(
                 "BENCH_REACT_TIMEOUT_S",
-                q(6, 12),
+                q(3, 12),
             )?)),
             settle: Duration::from_millis(if quick { 200 } else { 1000 }),
             sections,

@@ -75,14 +75,14 @@ async fn restarts_and_config(s: &Settings, sec: &mut Section) -> Result<()> {
         format!("{} ms", ms(reg.median())),
         format!("{} / {} ms", ms(reg.pct(95.0)), ms(reg.max())),
         reg.len().to_string(),
-        "polls every 5 s: up to 5 s".into(),
+        "checks its socket every 5 s: up to 5 s".into(),
     ]);
     sec.row(vec![
         "kubelet restart -> every pool listed again".into(),
         format!("{} ms", ms(listed.median())),
         format!("{} / {} ms", ms(listed.pct(95.0)), ms(listed.max())),
         listed.len().to_string(),
-        "polls every 5 s: up to 5 s".into(),
+        "checks its socket every 5 s: up to 5 s".into(),
     ]);
 
     // Config change: add the 4th pool.
@@ -108,7 +108,7 @@ async fn restarts_and_config(s: &Settings, sec: &mut Section) -> Result<()> {
         cell,
         "-".into(),
         "1".into(),
-        "not watched: restart the pod".into(),
+        "read at start only: restart the pod".into(),
     ]);
     Ok(())
 }
@@ -132,7 +132,7 @@ async fn wait_health(
 }
 
 async fn carrier(s: &Settings, sec: &mut Section) -> Result<()> {
-    let reference = "health sent once, never re-sent";
+    let reference = "device list sent once; health never re-sent";
     let Some(net) = Bed::new("bench-dp-health") else {
         sec.row(vec![
             "PF carrier down -> Unhealthy".into(),
