@@ -100,7 +100,7 @@ impl Settings {
             dp_sizes,
             dp_starts: env_u32("BENCH_DP_STARTS", q(1, 3))?.max(1),
             alloc_callers: env_u32("BENCH_ALLOC_CALLERS", 32)?.max(1),
-            alloc_calls: env_u32("BENCH_ALLOC_CALLS", q(2, 20))?.max(1),
+            alloc_calls: env_u32("BENCH_ALLOC_CALLS", q(2, 100))?.max(1),
             restarts: env_u32("BENCH_RESTARTS", q(2, 10))?.max(1),
             timeout: Duration::from_secs(60),
             timeout_react: Duration::from_secs(u64::from(env_u32(
@@ -140,8 +140,8 @@ fn main() -> Result<()> {
         .build()?;
     let machine = report::Machine::probe();
     println!(
-        "sriov-bench: {} cores, {}, kernel {}, {}",
-        machine.cores, machine.cpu, machine.kernel, machine.date
+        "sriov-bench: {} cores, {}, kernel {}, {}, load average {}",
+        machine.cores, machine.cpu, machine.kernel, machine.date, machine.load
     );
     let mut sections = Vec::new();
     for name in s.sections.clone() {

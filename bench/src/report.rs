@@ -99,6 +99,8 @@ pub struct Machine {
     pub kernel: String,
     pub date: String,
     pub commit: String,
+    /// `/proc/loadavg`'s 1-minute figure when the run started (other work skews the numbers).
+    pub load: String,
 }
 
 fn cmd_out(prog: &str, args: &[&str]) -> Option<String> {
@@ -125,6 +127,10 @@ impl Machine {
             kernel: cmd_out("uname", &["-r"]).unwrap_or_else(|| "?".into()),
             date: cmd_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into()),
             commit: cmd_out("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into()),
+            load: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next().map(str::to_string))
+                .unwrap_or_else(|| "?".into()),
         }
     }
 }
@@ -142,8 +148,9 @@ pub fn markdown(
 ) -> String {
     let mut out = format!("{BEGIN}\n\n");
     out += &format!(
-        "Machine: {} cores (`nproc`), {}, kernel {} (`uname -r`); run {} at commit `{}`.\n\n",
-        m.cores, m.cpu, m.kernel, m.date, m.commit
+        "Machine: {} cores (`nproc`), {}, kernel {} (`uname -r`); run {} at commit `{}`; \
+         load average {} when the run started.\n\n",
+        m.cores, m.cpu, m.kernel, m.date, m.commit, m.load
     );
     out += &format!("Reproduce: `{command}` (as root, from the repository root).\n\n");
     out += "Binaries measured:\n\n";
