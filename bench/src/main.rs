@@ -113,6 +113,20 @@ impl Settings {
     }
 }
 
+/// `path` relative to the current directory when it lies under it (the report names
+/// `target/release/...`, not one checkout's absolute path).
+fn relative(path: &str) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            std::path::Path::new(path)
+                .strip_prefix(cwd)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .unwrap_or_else(|| path.to_string())
+}
+
 fn main() -> Result<()> {
     let mut quick = false;
     let mut out: Option<PathBuf> = None;
@@ -162,12 +176,18 @@ fn main() -> Result<()> {
             "bench/run.sh"
         };
         let binaries = vec![
-            ("CNI (SRIOV_CNI_BIN)".to_string(), s.cni_bin.clone()),
-            ("device plugin (SRIOV_DP_BIN)".to_string(), s.dp_bin.clone()),
+            (
+                "CNI (SRIOV_CNI_BIN)".to_string(),
+                format!("`{}`", relative(&s.cni_bin)),
+            ),
+            (
+                "device plugin (SRIOV_DP_BIN)".to_string(),
+                format!("`{}`", relative(&s.dp_bin)),
+            ),
             (
                 "reference".to_string(),
                 format!(
-                    "{} (Debian containernetworking-plugins)",
+                    "`{}` (Debian containernetworking-plugins)",
                     cni::host_device().display()
                 ),
             ),

@@ -155,7 +155,7 @@ pub fn markdown(
     out += &format!("Reproduce: `{command}` (as root, from the repository root).\n\n");
     out += "Binaries measured:\n\n";
     for (what, path) in binaries {
-        out += &format!("- {what}: `{path}`\n");
+        out += &format!("- {what}: {path}\n");
     }
     out.push('\n');
     for s in sections {
