@@ -12,7 +12,8 @@
 #   - CNI CHECK passes for both attachments;
 #   - CNI DEL of both: the PF's VF lines equal the recorded ones (admin MAC, vlan, spoofchk,
 #     trust, rate), the netdevs are back in the host netns with their original names and MACs,
-#     the state files under SRIOV_CNI_STATE_DIR are gone; a second DEL succeeds (idempotent).
+#     the state files under SRIOV_CNI_STATE_DIR are gone; a second DEL succeeds (idempotent);
+#   - ADD VF0 with `mac` = the VF's own MAC, then DEL: the PF shows that MAC again, not zeros.
 # Note for the restore (docs/lab.md, "exact restore"): after admin MAC 00:00:00:00:00:00, setting
 # a VF netdev to the MAC it already has is a no-op the driver never sees, and the PF then shows
 # zeros; the VF must really change its MAC (via a temporary one if needed).
@@ -160,5 +161,20 @@ step "a second DEL of both (idempotent)"
 check "DEL c-a again" cni_ok DEL c-a podA net1 "$LAB_OUT/net-a-prev.json"
 check "DEL c-b again" cni_ok DEL c-b podB net1 "$LAB_OUT/net-b-prev.json"
 check "PF's VF lines still equal the recorded ones" compare_vf_state "$LAB_OUT/vf-before.txt"
+
+
+step "ADD VF0 with mac = its own MAC, then DEL: the PF must not be left showing zeros"
+# The restore clears the admin MAC; the netdev then already has its original MAC, and setting an
+# unchanged MAC never reaches the driver: the plugin goes through a temporary MAC.
+own0=$(awk '$1 == "VF0" { print $3 }' "$LAB_OUT/netdevs-before.txt")
+jq --arg m "$own0" '. + {mac: $m} | del(.ipam)' "$LAB_OUT/net-a.json" >"$LAB_OUT/net-own.json"
+check "ADD c-own (podA net1, mac $own0)" cni_ok ADD c-own podA net1 "$LAB_OUT/net-own.json"
+check "vf 0: admin MAC $own0, vlan 100" vf_has 0 "link/ether $own0 " "vlan 100,"
+check "DEL c-own" cni_ok DEL c-own podA net1 "$LAB_OUT/net-own.json"
+note "$(vf_line 0)"
+check "PF's VF lines equal the recorded ones (vf 0 shows $own0, not zeros)" \
+  compare_vf_state "$LAB_OUT/vf-before.txt"
+check "VF0's netdev back as recorded" \
+  test "$(netdev_state 0)" = "$(grep '^VF0 ' "$LAB_OUT/netdevs-before.txt")"
 
 pass

@@ -10,7 +10,10 @@
 #   - CNI CHECK passes;
 #   - CNI DEL: vf 2's line equals the recorded one (for a VF that igbvf owned before vfio-pci, the
 #     recorded admin MAC is a leftover non-zero value: it must come back exactly); the
-#     device-info file and the state file are gone; a second DEL succeeds.
+#     device-info file and the state file are gone; a second DEL succeeds;
+#   - VF2 given back to igbvf (raw) then serves a kernel-mode ADD with a `mac` while untrusted
+#     (the recorded admin MAC the DPDK DEL put back makes igb refuse the VF's own MAC change until
+#     the plugin clears it), and its DEL restores the VF as it was before that ADD.
 # lab-timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lab/guest-lib.sh
@@ -98,5 +101,26 @@ check "VF2 is still bound to vfio-pci" test "$(vf_driver 2)" = vfio-pci
 step "a second DEL (idempotent)"
 check "DEL c-d again" cni_ok DEL c-d podD net1 "$LAB_OUT/net-d-prev.json"
 check "PF's VF lines still equal the recorded ones" compare_vf_state "$LAB_OUT/vf-before.txt"
+
+
+step "VF2 back to igbvf (raw), then a kernel-mode attachment with a MAC on it"
+unbind_vfio "$vf2"
+# shellcheck disable=SC2016 # expanded by eval, at each poll
+check "VF2 has an igbvf netdev again" wait_until 20 eval '[ -n "$(vf_netdev 2)" ]'
+check "PF's view of VF2's MAC is its netdev's" wait_until 10 pf_view_settled 2
+record_vf_state "$LAB_OUT/vf-before-kernel.txt"
+netdev_state 2 >"$LAB_OUT/netdev-before-kernel.txt"
+note "VF2 netdev: $(cat "$LAB_OUT/netdev-before-kernel.txt"); PF: $(vf_line 2)"
+jq --arg v "$vf2" '{cniVersion, name, type, logLevel} + {deviceID: $v, vlan: 100, mac: "02:00:00:00:00:0d"}' \
+  "$LAB_OUT/net-d.json" >"$LAB_OUT/net-k.json"
+check "ADD c-k (podD net1, kernel mode, mac :0d, vlan 100, VF untrusted)" \
+  cni_ok ADD c-k podD net1 "$LAB_OUT/net-k.json"
+check "podD net1 has MAC 02:00:00:00:00:0d" matches "$(pod_link podD 2>&1)" '^net1 02:00:00:00:00:0d '
+check "vf 2: mac :0d, vlan 100" vf_has 2 "link/ether 02:00:00:00:00:0d " "vlan 100,"
+check "DEL c-k" cni_ok DEL c-k podD net1 "$LAB_OUT/net-k.json"
+check "PF's VF lines equal those before this ADD" compare_vf_state "$LAB_OUT/vf-before-kernel.txt"
+check "VF2's netdev back as before this ADD" \
+  diff -u "$LAB_OUT/netdev-before-kernel.txt" <(netdev_state 2)
+check "no state file left in $CNI_STATE" no_state_files
 
 pass
