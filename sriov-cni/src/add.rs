@@ -232,10 +232,13 @@ impl Run<'_> {
         }
         let temp = temp_name(&self.env.container_id, &self.env.ifname, st.device_id);
         st.temp_name = Some(temp.clone());
-        nl.rename(&link, &temp)?;
-        link.name = temp.clone();
+        // One request, no rename in the host first: a rename there is a "move" uevent, on which
+        // udev may give the netdev its predictable name (e.g. enp1s0v1) as an alternative name
+        // before it leaves; the altname travels with it and makes renaming it back to that name
+        // on DEL fail with EEXIST (seen in the lab with systemd 252's udev).
         let ns = netns::open(self.netns)?;
         nl.move_to_netns(&link, &ns, &temp)?;
+        link.name = temp.clone();
         st.moved = true;
         st.save(&self.env.state_dir)?;
 

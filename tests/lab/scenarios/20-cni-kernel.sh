@@ -13,7 +13,8 @@
 #   - CNI DEL of both: the PF's VF lines equal the recorded ones (admin MAC, vlan, spoofchk,
 #     trust, rate), the netdevs are back in the host netns with their original names and MACs,
 #     the state files under SRIOV_CNI_STATE_DIR are gone; a second DEL succeeds (idempotent);
-#   - ADD VF0 with `mac` = the VF's own MAC, then DEL: the PF shows that MAC again, not zeros.
+#   - ADD VF0 with `mac` = the VF's own MAC, net1 set down in the pod, then DEL: the PF shows that
+#     MAC again, not zeros.
 # Note for the restore (docs/lab.md, "exact restore"): after admin MAC 00:00:00:00:00:00, setting
 # a VF netdev to the MAC it already has is a no-op the driver never sees, and the PF then shows
 # zeros; the VF must really change its MAC (via a temporary one if needed).
@@ -119,6 +120,9 @@ check "host: $dev0 and $dev1 are gone from the host netns" \
 check "host: VF0's and VF1's sysfs net/ are empty here" test -z "$(vf_netdev 0)$(vf_netdev 1)"
 check "podA net1: mac :0a, UP, $ip_a" matches "$(pod_link podA)" "^net1 02:00:00:00:00:0a ([^ ]*,)?UP[, ].* $ip_a( |\$)"
 check "podB net1: mac :0b, UP, $ip_b" matches "$(pod_link podB)" "^net1 02:00:00:00:00:0b ([^ ]*,)?UP[, ].* $ip_b( |\$)"
+check "podA net1 has no altname (it would block the rename back on DEL)" \
+  lacks "$(ip -n podA link show net1)" 'altname'
+check "podB net1 has no altname" lacks "$(ip -n podB link show net1)" 'altname'
 d=$(ip netns exec podA readlink -f /sys/class/net/net1/device)
 check "podA net1 is VF0 (its device is ${d##*/})" test "${d##*/}" = "$vf0"
 d=$(ip netns exec podB readlink -f /sys/class/net/net1/device)
@@ -163,13 +167,16 @@ check "DEL c-b again" cni_ok DEL c-b podB net1 "$LAB_OUT/net-b-prev.json"
 check "PF's VF lines still equal the recorded ones" compare_vf_state "$LAB_OUT/vf-before.txt"
 
 
-step "ADD VF0 with mac = its own MAC, then DEL: the PF must not be left showing zeros"
+step "ADD VF0 with mac = its own MAC, pod sets net1 down, DEL: the PF must not show zeros"
 # The restore clears the admin MAC; the netdev then already has its original MAC, and setting an
-# unchanged MAC never reaches the driver: the plugin goes through a temporary MAC.
+# unchanged MAC never reaches the driver: the plugin goes through a temporary MAC. (When DEL finds
+# the link up, setting it down resets the VF, which re-sends its MAC to the PF anyway; a link the
+# pod already set down gets no such reset.)
 own0=$(awk '$1 == "VF0" { print $3 }' "$LAB_OUT/netdevs-before.txt")
 jq --arg m "$own0" '. + {mac: $m} | del(.ipam)' "$LAB_OUT/net-a.json" >"$LAB_OUT/net-own.json"
 check "ADD c-own (podA net1, mac $own0)" cni_ok ADD c-own podA net1 "$LAB_OUT/net-own.json"
 check "vf 0: admin MAC $own0, vlan 100" vf_has 0 "link/ether $own0 " "vlan 100,"
+check "podA: net1 set down (as a workload may)" ip -n podA link set net1 down
 check "DEL c-own" cni_ok DEL c-own podA net1 "$LAB_OUT/net-own.json"
 note "$(vf_line 0)"
 check "PF's VF lines equal the recorded ones (vf 0 shows $own0, not zeros)" \
