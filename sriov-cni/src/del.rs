@@ -165,6 +165,27 @@ fn restore_netdev(
     }
 }
 
+/// Rename a VF netdev back to `name`. A netdev that came back to the host under another name
+/// (the pod netns was deleted) is given `name` by udev as an alternative name, and a name in use
+/// as an altname cannot be taken (EEXIST): when the altname is the netdev's own, drop it first.
+fn rename_back(
+    nl: &mut Netlink,
+    link: &Link,
+    name: &str,
+) -> Result<(), sriov_host::netlink::NetlinkError> {
+    match nl.rename(link, name) {
+        Err(x)
+            if x.errno() == Some(17)
+                && nl.altnames(link).is_ok_and(|a| a.iter().any(|n| n == name)) =>
+        {
+            tracing::info!(netdev = %link.name, altname = name, "dropping the netdev's own altname to take it back as its name");
+            nl.del_altname(link, name)?;
+            nl.rename(link, name)
+        }
+        r => r,
+    }
+}
+
 /// Set `mac` on a VF netdev. The kernel does not call the driver for an unchanged address: with
 /// `resend`, a netdev that already has `mac` goes through a temporary MAC first.
 fn set_vf_netdev_mac(
@@ -200,7 +221,7 @@ fn fix_link(
             nl.set_down(link).map_err(e)?;
             link.up = false;
         }
-        nl.rename(link, &orig.name).map_err(e)?;
+        rename_back(nl, link, &orig.name).map_err(e)?;
         link.name = orig.name.clone();
     }
     if let Some(mac) = orig.mac {
@@ -248,6 +269,12 @@ fn return_from_pod(
         File::open("/proc/thread-self/ns/net").map_err(|x| format!("opening host netns: {x}"))?;
     match pod.move_to_netns(&link, &host, &orig.name) {
         Ok(()) => Ok(true),
+        Err(x) if x.errno() == Some(17) && pod.link_by_index(link.index).is_err() => {
+            // Moved, but the rename in the host was refused (e.g. the name is the netdev's own
+            // altname): the host-side restore renames it.
+            tracing::info!(error = %x, "VF netdev moved to the host; renaming it there");
+            Ok(false)
+        }
         Err(x) if x.errno() == Some(17) => {
             // The original name is taken in the host: come back under the unique name.
             let temp = st.temp_name.clone().unwrap_or_else(|| "sriovtmp".into());

@@ -14,7 +14,9 @@
 #     trust, rate), the netdevs are back in the host netns with their original names and MACs,
 #     the state files under SRIOV_CNI_STATE_DIR are gone; a second DEL succeeds (idempotent);
 #   - ADD VF0 with `mac` = the VF's own MAC, net1 set down in the pod, then DEL: the PF shows that
-#     MAC again, not zeros.
+#     MAC again, not zeros;
+#   - ADD VF0, then the pod netns deleted (the kernel returns the netdev to the host as net1, and
+#     udev gives it its old name as an altname), then DEL: name, MAC and PF-side state restored.
 # Note for the restore (docs/lab.md, "exact restore"): after admin MAC 00:00:00:00:00:00, setting
 # a VF netdev to the MAC it already has is a no-op the driver never sees, and the PF then shows
 # zeros; the VF must really change its MAC (via a temporary one if needed).
@@ -181,6 +183,21 @@ check "DEL c-own" cni_ok DEL c-own podA net1 "$LAB_OUT/net-own.json"
 note "$(vf_line 0)"
 check "PF's VF lines equal the recorded ones (vf 0 shows $own0, not zeros)" \
   compare_vf_state "$LAB_OUT/vf-before.txt"
+check "VF0's netdev back as recorded" \
+  test "$(netdev_state 0)" = "$(grep '^VF0 ' "$LAB_OUT/netdevs-before.txt")"
+
+
+step "ADD VF0 into podC, delete podC's netns, DEL: the netdev comes back to the host as net1"
+make_pod podC
+jq 'del(.ipam)' "$LAB_OUT/net-a.json" >"$LAB_OUT/net-gone.json"
+check "ADD c-gone (podC net1)" cni_ok ADD c-gone podC net1 "$LAB_OUT/net-gone.json"
+ip netns del podC
+# shellcheck disable=SC2016 # expanded by eval, at each poll
+check "VF0's netdev is back in the host as net1" wait_until 10 eval '[ "$(vf_netdev 0)" = net1 ]'
+sleep 1
+note "$(ip link show net1 2>&1 | tr -s ' ' | tr '\n' ' ')(udev's altname: the name DEL must take back)"
+check "DEL c-gone (the netns is gone)" cni_ok DEL c-gone podC net1 "$LAB_OUT/net-gone.json"
+check "PF's VF lines equal the recorded ones" compare_vf_state "$LAB_OUT/vf-before.txt"
 check "VF0's netdev back as recorded" \
   test "$(netdev_state 0)" = "$(grep '^VF0 ' "$LAB_OUT/netdevs-before.txt")"
 
