@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 use sriov_host::devinfo::{write_device_info, DeviceInfo, PciInfo};
 use sriov_host::netlink::{IpNet, Link, Netlink};
-use sriov_host::{netns, PciAddress, Sysfs};
+use sriov_host::{netns, MacAddr, PciAddress, Sysfs};
 
 use crate::env::Env;
 use crate::error::{CniError, Result, INVALID_ENV, IO, OPERATION_FAILED};
@@ -180,6 +180,9 @@ fn clear_holders(env: &Env, pci: PciAddress) -> Result<()> {
     Ok(())
 }
 
+/// errno: the VF driver refused a MAC (igb: the PF holds an admin MAC for an untrusted VF).
+const EADDRNOTAVAIL: i32 = 99;
+
 /// A unique, valid netdev name for the VF while it moves.
 pub fn temp_name(container_id: &str, ifname: &str, pci: PciAddress) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -229,10 +232,13 @@ impl Run<'_> {
         }
         let temp = temp_name(&self.env.container_id, &self.env.ifname, st.device_id);
         st.temp_name = Some(temp.clone());
-        nl.rename(&link, &temp)?;
-        link.name = temp.clone();
+        // One request, no rename in the host first: a rename there is a "move" uevent, on which
+        // udev may give the netdev its predictable name (e.g. enp1s0v1) as an alternative name
+        // before it leaves; the altname travels with it and makes renaming it back to that name
+        // on DEL fail with EEXIST (seen in the lab with systemd 252's udev).
         let ns = netns::open(self.netns)?;
         nl.move_to_netns(&link, &ns, &temp)?;
+        link.name = temp.clone();
         st.moved = true;
         st.save(&self.env.state_dir)?;
 
@@ -242,7 +248,7 @@ impl Run<'_> {
         plink.name = self.env.ifname.clone();
         if let Some(mac) = self.conf.pf.mac {
             // The netdev first, then the same admin MAC on the PF.
-            pod.set_mac(&plink, mac)?;
+            self.set_pod_mac(nl, &mut pod, &plink, mac, st)?;
             st.pod_mac = Some(mac);
             if let Some(pfname) = st.pf_netdev.clone() {
                 pf::apply_mac(nl, &pfname, st.vf_index, mac, &mut st.applied)?;
@@ -271,6 +277,40 @@ impl Run<'_> {
             extra: Default::default(),
         };
         Ok(self.result(&mut res, iface))
+    }
+
+    /// Set `mac` on the VF netdev in the pod. An untrusted VF whose PF already holds an admin MAC
+    /// for it cannot change its own MAC (igb refuses: EADDRNOTAVAIL); that happens to a VF an
+    /// administrator gave an admin MAC, or one a DPDK attachment used, whose restore leaves the
+    /// recorded admin MAC set. Then the admin MAC is cleared (recorded as applied, so that the
+    /// restore puts the recorded one back) and the MAC set again.
+    fn set_pod_mac(
+        &self,
+        nl: &mut Netlink,
+        pod: &mut Netlink,
+        link: &Link,
+        mac: MacAddr,
+        st: &mut State,
+    ) -> Result<()> {
+        let err = match pod.set_mac(link, mac) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let Some(pfname) = st
+            .pf_netdev
+            .clone()
+            .filter(|_| err.errno() == Some(EADDRNOTAVAIL))
+        else {
+            return Err(err.into());
+        };
+        tracing::info!(pf = %pfname, vf = st.vf_index, error = %err,
+            "the VF may not change its MAC while the PF holds an admin MAC for it; clearing that first");
+        if let Err(e) = pf::apply_mac(nl, &pfname, st.vf_index, MacAddr::ZERO, &mut st.applied) {
+            tracing::debug!(error = %e, "PF refuses a zero admin MAC");
+            return Err(err.into());
+        }
+        pod.set_mac(link, mac)?;
+        Ok(())
     }
 
     fn dpdk(&self, nl: &mut Netlink, st: &mut State) -> Result<Value> {

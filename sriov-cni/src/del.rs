@@ -4,7 +4,7 @@
 use std::fs::File;
 
 use sriov_host::netlink::{Link, Netlink};
-use sriov_host::{netns, Sysfs};
+use sriov_host::{netns, MacAddr, Sysfs};
 
 use crate::env::Env;
 use crate::error::{CniError, Result};
@@ -98,13 +98,14 @@ pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -
         (Some(p), Some(o)) => Some((p.clone(), o.clone())),
         _ => None,
     };
+    let mut resend = false;
     if let Some((pfname, orig)) = &pf_ctx {
         let netdev_mac = st.netdev.as_ref().and_then(|n| n.mac);
-        pf::restore_mac(&mut nl, pfname, orig, &st.applied, netdev_mac, &mut errors);
+        resend = pf::restore_mac(&mut nl, pfname, orig, &st.applied, netdev_mac, &mut errors);
     }
     if st.mode == Mode::Kernel {
         if let Some(orig) = &st.netdev {
-            restore_netdev(st, env, &mut nl, orig, &mut errors);
+            restore_netdev(st, env, &mut nl, orig, resend, &mut errors);
         }
     }
     if let Some((pfname, orig)) = &pf_ctx {
@@ -120,18 +121,21 @@ pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -
     errors
 }
 
-/// Bring the VF netdev back to the host netns under its original name, MAC and MTU.
+/// Bring the VF netdev back to the host netns under its original name, MAC and MTU. With
+/// `resend` (the PF's admin MAC was just cleared), the MAC is set even when the netdev already
+/// has it, through a temporary one, so that the VF driver tells the PF its MAC again.
 fn restore_netdev(
     st: &State,
     env: &Env,
     nl: &mut Netlink,
     orig: &NetdevState,
+    mut resend: bool,
     errors: &mut Vec<String>,
 ) {
     if st.moved {
         match st.netns.as_deref().filter(|p| netns::is_alive(p)) {
-            Some(path) => match return_from_pod(st, path, orig) {
-                Ok(true) => {}
+            Some(path) => match return_from_pod(st, path, orig, resend) {
+                Ok(true) => resend = false,
                 Ok(false) => {
                     tracing::info!(netns = %path.display(), "VF netdev not in the pod; looking in the host")
                 }
@@ -156,26 +160,72 @@ fn restore_netdev(
         tracing::warn!(pci = %st.device_id, "VF netdev not found in the host netns; nothing to restore there");
         return;
     };
-    if let Err(e) = fix_link(nl, &mut link, orig) {
+    if let Err(e) = fix_link(nl, &mut link, orig, resend) {
         errors.push(e);
     }
 }
 
-/// Rename, MAC, MTU and admin state back to `orig`, changing only what differs.
-fn fix_link(nl: &mut Netlink, link: &mut Link, orig: &NetdevState) -> Result<(), String> {
+/// Rename a VF netdev back to `name`. A netdev that came back to the host under another name
+/// (the pod netns was deleted) is given `name` by udev as an alternative name, and a name in use
+/// as an altname cannot be taken (EEXIST): when the altname is the netdev's own, drop it first.
+fn rename_back(
+    nl: &mut Netlink,
+    link: &Link,
+    name: &str,
+) -> Result<(), sriov_host::netlink::NetlinkError> {
+    match nl.rename(link, name) {
+        Err(x)
+            if x.errno() == Some(17)
+                && nl.altnames(link).is_ok_and(|a| a.iter().any(|n| n == name)) =>
+        {
+            tracing::info!(netdev = %link.name, altname = name, "dropping the netdev's own altname to take it back as its name");
+            nl.del_altname(link, name)?;
+            nl.rename(link, name)
+        }
+        r => r,
+    }
+}
+
+/// Set `mac` on a VF netdev. The kernel does not call the driver for an unchanged address: with
+/// `resend`, a netdev that already has `mac` goes through a temporary MAC first.
+fn set_vf_netdev_mac(
+    nl: &mut Netlink,
+    link: &mut Link,
+    mac: MacAddr,
+    resend: bool,
+) -> Result<(), sriov_host::netlink::NetlinkError> {
+    if link.mac == Some(mac) {
+        if !resend {
+            return Ok(());
+        }
+        let temp = pf::temporary_mac(mac);
+        tracing::debug!(netdev = %link.name, %temp, "through a temporary MAC so that the VF driver reports its MAC to the PF");
+        nl.set_mac(link, temp)?;
+    }
+    nl.set_mac(link, mac)?;
+    link.mac = Some(mac);
+    Ok(())
+}
+
+/// Rename, MAC, MTU and admin state back to `orig`, changing only what differs (and the MAC
+/// also when `resend`).
+fn fix_link(
+    nl: &mut Netlink,
+    link: &mut Link,
+    orig: &NetdevState,
+    resend: bool,
+) -> Result<(), String> {
     let e = |x: sriov_host::netlink::NetlinkError| x.to_string();
     if link.name != orig.name {
         if link.up {
             nl.set_down(link).map_err(e)?;
             link.up = false;
         }
-        nl.rename(link, &orig.name).map_err(e)?;
+        rename_back(nl, link, &orig.name).map_err(e)?;
         link.name = orig.name.clone();
     }
     if let Some(mac) = orig.mac {
-        if link.mac != Some(mac) {
-            nl.set_mac(link, mac).map_err(e)?;
-        }
+        set_vf_netdev_mac(nl, link, mac, resend).map_err(e)?;
     }
     if link.mtu != orig.mtu && orig.mtu > 0 {
         nl.set_mtu(link, orig.mtu).map_err(e)?;
@@ -188,13 +238,18 @@ fn fix_link(nl: &mut Netlink, link: &mut Link, orig: &NetdevState) -> Result<(),
     Ok(())
 }
 
-/// In the pod: down, original MAC and MTU, then move to this netns under the original name.
-/// `Ok(false)` when the netdev is not in the pod.
-fn return_from_pod(st: &State, path: &std::path::Path, orig: &NetdevState) -> Result<bool, String> {
+/// In the pod: down, original MAC (see [`set_vf_netdev_mac`] for `resend`) and MTU, then move
+/// to this netns under the original name. `Ok(false)` when the netdev is not in the pod.
+fn return_from_pod(
+    st: &State,
+    path: &std::path::Path,
+    orig: &NetdevState,
+    resend: bool,
+) -> Result<bool, String> {
     let e = |x: sriov_host::netlink::NetlinkError| x.to_string();
     let mut pod = Netlink::open_in(path).map_err(e)?;
     let names = [Some(st.ifname.as_str()), st.temp_name.as_deref()];
-    let Some(link) = names
+    let Some(mut link) = names
         .iter()
         .flatten()
         .find_map(|n| pod.link_by_name(n).ok())
@@ -205,9 +260,7 @@ fn return_from_pod(st: &State, path: &std::path::Path, orig: &NetdevState) -> Re
         pod.set_down(&link).map_err(e)?;
     }
     if let Some(mac) = orig.mac {
-        if link.mac != Some(mac) {
-            pod.set_mac(&link, mac).map_err(e)?;
-        }
+        set_vf_netdev_mac(&mut pod, &mut link, mac, resend).map_err(e)?;
     }
     if orig.mtu > 0 && link.mtu != orig.mtu {
         pod.set_mtu(&link, orig.mtu).map_err(e)?;
@@ -216,6 +269,12 @@ fn return_from_pod(st: &State, path: &std::path::Path, orig: &NetdevState) -> Re
         File::open("/proc/thread-self/ns/net").map_err(|x| format!("opening host netns: {x}"))?;
     match pod.move_to_netns(&link, &host, &orig.name) {
         Ok(()) => Ok(true),
+        Err(x) if x.errno() == Some(17) && pod.link_by_index(link.index).is_err() => {
+            // Moved, but the rename in the host was refused (e.g. the name is the netdev's own
+            // altname): the host-side restore renames it.
+            tracing::info!(error = %x, "VF netdev moved to the host; renaming it there");
+            Ok(false)
+        }
         Err(x) if x.errno() == Some(17) => {
             // The original name is taken in the host: come back under the unique name.
             let temp = st.temp_name.clone().unwrap_or_else(|| "sriovtmp".into());

@@ -113,6 +113,10 @@ pub fn apply_mac(
 /// VF's MAC rather than one an administrator set: clear the admin MAC (zeros) so the VF owns its
 /// MAC again, as before ADD; the netdev's MAC is restored next. A driver that refuses zeros gets
 /// the recorded value. Otherwise (DPDK mode, or a distinct admin MAC) the recorded value is set.
+///
+/// Returns true when the admin MAC was cleared: the PF then shows zeros for the VF until the VF
+/// driver sets its MAC again, so the netdev's MAC restore must reach the driver even when the
+/// netdev already has that MAC (see [`temporary_mac`]).
 pub fn restore_mac(
     nl: &mut Netlink,
     pf: &str,
@@ -120,13 +124,13 @@ pub fn restore_mac(
     applied: &PfSettings,
     netdev_mac: Option<MacAddr>,
     errors: &mut Vec<String>,
-) {
+) -> bool {
     if applied.mac.is_none() {
-        return;
+        return false;
     }
     if netdev_mac == Some(orig.mac) && !orig.mac.is_zero() {
         match nl.set_vf_mac(pf, orig.index, MacAddr::ZERO) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) => {
                 tracing::debug!(error = %e, "PF refuses a zero admin MAC; setting the recorded one")
             }
@@ -138,6 +142,18 @@ pub fn restore_mac(
             orig.index, orig.mac
         ));
     }
+    false
+}
+
+/// A unicast, locally administered MAC that differs from `mac`, to pass through when a VF
+/// netdev must be set to the MAC it already has. The kernel does not call the driver for an
+/// unchanged address, so without a real change the VF driver never tells the PF its MAC (igb
+/// then keeps showing 00:00:00:00:00:00 after the admin MAC was cleared).
+pub fn temporary_mac(mac: MacAddr) -> MacAddr {
+    let mut b = mac.0;
+    b[0] = (b[0] | 0x02) & !0x01;
+    b[5] ^= 0x01;
+    MacAddr(b)
 }
 
 /// Restore every other applied setting to its recorded value, reporting each failure.
@@ -236,4 +252,26 @@ pub fn drift(applied: &PfSettings, now: &VfInfo) -> Vec<String> {
         now.max_tx_rate.to_string(),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_mac_differs_and_is_a_valid_unicast() {
+        for m in [
+            "9a:29:63:1c:a2:2d",
+            "02:00:00:00:00:0a",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+        ] {
+            let mac: MacAddr = m.parse().unwrap();
+            let t = temporary_mac(mac);
+            assert_ne!(t, mac, "{m}");
+            assert!(!t.is_multicast() && !t.is_zero(), "{m} -> {t}");
+            assert_eq!(t.0[0] & 0x02, 0x02, "locally administered: {t}");
+            assert_eq!(temporary_mac(mac), t, "stable");
+        }
+    }
 }

@@ -14,7 +14,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
 };
 use netlink_packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, VfInfo as NlVfInfo,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, Prop, VfInfo as NlVfInfo,
     VfInfoLinkState, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfLinkState as NlState,
     VfVlan, VfVlanInfo, VlanProtocol,
 };
@@ -285,6 +285,40 @@ impl Netlink {
             vec![LinkAttribute::IfName(new_name.to_string())],
         );
         self.set_link(msg, "rename", &format!("{} -> {new_name}", link.name))
+    }
+
+    /// The link's alternative names (`ip link property`).
+    pub fn altnames(&mut self, link: &Link) -> Result<Vec<String>> {
+        let m = self.get_link(Self::link_query(None, link.index, false), &link.name)?;
+        Ok(m.attributes
+            .iter()
+            .filter_map(|a| match a {
+                LinkAttribute::PropList(p) => Some(p),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|p| match p {
+                Prop::AltIfName(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Remove one alternative name from a link (`RTM_DELLINKPROP`).
+    pub fn del_altname(&mut self, link: &Link, name: &str) -> Result<()> {
+        let msg = Self::link_msg(
+            link.index,
+            vec![LinkAttribute::PropList(vec![Prop::AltIfName(
+                name.to_string(),
+            )])],
+        );
+        self.request(
+            RouteNetlinkMessage::DelLinkProp(msg),
+            NLM_F_ACK,
+            "delete altname",
+            &format!("{} ({name})", link.name),
+        )
+        .map(|_| ())
     }
 
     pub fn set_mac(&mut self, link: &Link, mac: MacAddr) -> Result<()> {
