@@ -509,6 +509,11 @@ fn tail(s: &str, n: usize) -> String {
         .join("\n")
 }
 
+/// Sleep while the test kubelet keeps receiving (a plain sleep would stall its streams).
+fn pause(rt: &tokio::runtime::Runtime, d: Duration) {
+    rt.block_on(async { tokio::time::sleep(d).await });
+}
+
 fn start_kubelet(rt: &tokio::runtime::Runtime) -> TestKubelet {
     let dir = Path::new(DP_ROOT).join("device-plugins");
     rt.block_on(TestKubelet::start(&dir))
@@ -719,6 +724,10 @@ fn s50_health() {
         let before = (updates(&k, NETDEV), updates(&k, VFIO));
         let t = Instant::now();
         sh("ip", &["link", "set", &lab.pf_if, "down"]);
+        lab.note(&format!(
+            "ip link set down returned after {}",
+            secs(t.elapsed())
+        ));
         let since = k.started_at.min(t);
         for (res, n) in [(NETDEV, 3), (VFIO, 1)] {
             let r = rt.block_on(wait_pool(
@@ -752,6 +761,10 @@ fn s50_health() {
         lab.step(&format!("round {round}: ip link set {} up", lab.pf_if));
         let t = Instant::now();
         sh("ip", &["link", "set", &lab.pf_if, "up"]);
+        lab.note(&format!(
+            "ip link set up returned after {}",
+            secs(t.elapsed())
+        ));
         for (res, n) in [(NETDEV, 3), (VFIO, 1)] {
             let r = rt.block_on(wait_pool(
                 &k,
@@ -802,7 +815,7 @@ fn s50_health() {
         ),
     );
     let health_lines = plugin.log_lines(&["health"]);
-    for l in health_lines.iter().take(12) {
+    for l in health_lines.iter().take(24) {
         lab.note(&format!("log: {l}"));
     }
     lab.finish();
@@ -852,6 +865,12 @@ fn s60_reload() {
         lists.push(r.unwrap());
     }
     lab.print_vfs();
+    for l in plugin.log_lines(&["provisioned"]) {
+        lab.note(&format!("log: {l}"));
+    }
+    for l in plugin.log_lines(&["config applied"]) {
+        lab.note(&format!("log: {l}"));
+    }
     let vfs = lab.vfs();
     lab.check(
         &format!("same process (pid {pid}), no re-registration"),
@@ -891,7 +910,10 @@ fn s60_reload() {
     if let Err(e) = rt.block_on(k.allocate(NETDEV, &[vf0.pci.as_str()])) {
         lab.check("Allocate of VF0", false, &e.to_string());
     }
-    let _ = Command::new("ip").args(["netns", "del", POD]).status();
+    let _ = Command::new("ip")
+        .args(["netns", "del", POD])
+        .stderr(Stdio::null())
+        .status();
     sh("ip", &["netns", "add", POD]);
     sh("ip", &["-n", POD, "link", "set", "lo", "up"]);
     let add = cni_add(&lab, &vf0.pci);
@@ -928,7 +950,7 @@ fn s60_reload() {
             if !l.is_empty() || Instant::now() > deadline {
                 break l;
             }
-            rt.block_on(tokio::time::sleep(Duration::from_millis(100)));
+            pause(&rt, Duration::from_millis(100));
         }
     };
     for l in &refused {
@@ -959,7 +981,7 @@ fn s60_reload() {
         &refused.join("\n"),
     );
     // Give a wrongly applied change time to show (VF re-creation takes seconds here).
-    rt.block_on(tokio::time::sleep(Duration::from_secs(5)));
+    pause(&rt, Duration::from_secs(5));
     lab.check(
         "sriov_numvfs stays 6",
         lab.num_vfs() == 6,
