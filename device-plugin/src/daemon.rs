@@ -77,6 +77,20 @@ pub fn discover_pools(opts: &Opts) -> Result<Discovered, DaemonError> {
 pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    // Event sources first, so nothing that happens while we start is missed (a config change
+    // racing with the load below is applied again, harmlessly).
+    let (tx, mut events) = mpsc::unbounded_channel();
+    if let Err(e) = events::spawn_config(&opts.config, tx.clone()) {
+        tracing::error!(config = %opts.config.display(), error = %e, "cannot watch the config; changes need a restart");
+    }
+    if let Err(e) = events::spawn_links(tx.clone()) {
+        tracing::error!(error = %e, "cannot follow link state; PF link health is not reported");
+    }
+    if let Err(e) = events::spawn_uevents(tx.clone()) {
+        tracing::warn!(error = %e, "cannot follow PCI uevents; device changes are seen by the 60 s re-scan only");
+    }
+    // Kept until the end: the channel stays open even when every source failed to start.
+    let _keep_open = tx;
     let config = Config::load(&opts.config, &opts.resource_prefix)?;
     if let Some(addr) = &opts.metrics_addr {
         tracing::warn!(addr = %addr, "metrics listener not available yet; --metrics-addr ignored");
@@ -84,18 +98,6 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     if opts.cdi {
         tracing::warn!(dir = %opts.cdi_dir.display(), "CDI specs not available yet; --cdi ignored");
     }
-    // Event sources first, so nothing that happens while we start is missed.
-    let (tx, mut events) = mpsc::unbounded_channel();
-    if let Err(e) = events::spawn_links(tx.clone()) {
-        tracing::error!(error = %e, "cannot follow link state; PF link health is not reported");
-    }
-    if let Err(e) = events::spawn_uevents(tx.clone()) {
-        tracing::warn!(error = %e, "cannot follow PCI uevents; device changes are seen by the 60 s re-scan only");
-    }
-    if let Err(e) = events::spawn_config(&opts.config, tx.clone()) {
-        tracing::error!(config = %opts.config.display(), error = %e, "cannot watch the config; changes need a restart");
-    }
-    drop(tx);
     let paths = Arc::new(HostPaths {
         sysfs: Sysfs::new(&opts.sysfs_root),
         dev_root: opts.dev_root.clone(),

@@ -107,6 +107,75 @@ async fn creates_and_binds_vfs_then_a_second_start_changes_nothing() {
         [] as [String; 0],
         "the second start writes nothing"
     );
+
+    // A config change re-provisions (0 first, then 6), then the pools follow, on their streams.
+    let mut c = config();
+    c["provision"][0]["numVfs"] = serde_json::json!(6);
+    let before = kernel.log().len();
+    bed.write_config(&c);
+    let net = kubelet
+        .wait_for_devices(NET, |d| d.len() == 4, T)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&net),
+        [
+            "0000:03:10.0",
+            "0000:03:10.1",
+            "0000:03:10.4",
+            "0000:03:10.5"
+        ]
+    );
+    let log = kernel.log()[before..].to_vec();
+    let pf = netbed::PF_PCI;
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("numvfs"))
+            .collect::<Vec<_>>(),
+        [&format!("numvfs {pf} 0"), &format!("numvfs {pf} 6")],
+        "{log:?}"
+    );
+    assert!(kubelet
+        .wait_for_registration(NET, 3, Duration::from_millis(200))
+        .await
+        .is_err());
+
+    // A VF named by a CNI device-info file is in use: the count is not changed under it.
+    let cni = bed.tmp.path().join("cni");
+    std::fs::create_dir_all(&cni).unwrap();
+    std::fs::write(
+        cni.join("pod1-net1.json"),
+        r#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:03:10.1"}}"#,
+    )
+    .unwrap();
+    let before = kernel.log().len();
+    bed.write_config(&config());
+    plugin.wait_log("is in use by a pod", T).await;
+    let line = plugin
+        .log()
+        .lines()
+        .find(|l| l.contains("is in use by a pod"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("0000:03:10.1") && line.contains("pod1-net1.json"),
+        "{line}"
+    );
+    let deadline = std::time::Instant::now() + T;
+    while plugin.log().matches("config applied").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second reload not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !kernel.log()[before..]
+            .iter()
+            .any(|l| l.starts_with("numvfs")),
+        "no VF count change while a VF is in use"
+    );
+    assert_eq!(kubelet.resource(NET).unwrap().devices.unwrap().len(), 4);
 }
 
 #[tokio::test]
