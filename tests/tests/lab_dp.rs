@@ -87,6 +87,21 @@ fn read(p: impl AsRef<Path>) -> String {
         .unwrap_or_default()
 }
 
+/// The wall-clock time of day, UTC, as the plugin's log prints it (`19:46:24.040215`).
+fn utc_now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let s = t.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        t.subsec_micros()
+    )
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -264,7 +279,7 @@ impl Plugin {
             .append(true)
             .open(&log)
             .unwrap();
-        writeln!(f, "===== {label} =====").unwrap();
+        writeln!(f, "===== {label}: started at {} =====", utc_now()).unwrap();
         let log_start = f.metadata().unwrap().len();
         let child = Command::new(lab.dp_bin())
             .arg("--config")
@@ -644,9 +659,14 @@ fn s10_provision_advertise() {
     lab.step("second run with the same config: nothing re-created");
     let before = lab.vfs();
     let vfio_ino = inode(&dev_node);
+    let t = Instant::now();
+    let clean = plugin.stop();
     lab.check(
-        "run 1 stops cleanly on SIGTERM",
-        plugin.stop(),
+        &format!(
+            "run 1 stops cleanly on SIGTERM (exited after {})",
+            secs(t.elapsed())
+        ),
+        clean,
         "non-zero exit",
     );
     drop(plugin);
@@ -1019,9 +1039,14 @@ fn s60_reload() {
     );
 
     lab.step("without the plugin, the kernel does not protect the pod");
+    let t = Instant::now();
+    let clean = plugin.stop();
     lab.check(
-        "plugin stops cleanly on SIGTERM",
-        plugin.stop(),
+        &format!(
+            "plugin stops cleanly on SIGTERM (exited after {})",
+            secs(t.elapsed())
+        ),
+        clean,
         "non-zero exit",
     );
     let wrote = fs::write(lab.pf_sys.join("sriov_numvfs"), "0");
