@@ -1027,6 +1027,15 @@ fn s60_reload() {
             && all(&lists_after.1, HEALTHY),
         &format!("{} / {}", show(&lists_after.0), show(&lists_after.1)),
     );
+    let vf1 = vfs[1].pci.clone();
+    let served = rt.block_on(k.allocate(NETDEV, &[vf1.as_str()]));
+    lab.check(
+        &format!("the running pool still serves: Allocate of VF1 ({vf1}) succeeds"),
+        served
+            .as_ref()
+            .is_ok_and(|r| r.envs.values().any(|v| v.contains(&vf1))),
+        &format!("{served:?}"),
+    );
     lab.note(&format!(
         "ListAndWatch updates since the write: {NETDEV} +{}, {VFIO} +{}",
         updates(&k, NETDEV) - updates_before.0,

@@ -9,7 +9,8 @@
 #   - VF0 allocated and moved into a pod by the sriov CNI ADD (vlan 100, an IP from host-local),
 #     then the config rewritten with numVfs 4: the change is refused with a clear message in the
 #     plugin log (naming the VF in use and saying it is in a pod), sriov_numvfs stays 6, the pod's
-#     VF keeps its netdev, IP and PF-side settings, and the advertised devices do not change;
+#     VF keeps its netdev, IP and PF-side settings, the advertised devices do not change, and the
+#     running pool still serves (Allocate of VF1 succeeds);
 #   - the kernel would not have protected the pod: with the plugin stopped, writing 0 to
 #     sriov_numvfs succeeds while VF0 is inside the pod, and the pod loses its interface
 #     (docs/lab.md), so the refusal came from the plugin.
