@@ -312,6 +312,18 @@ vf_has() {
   done
 }
 
+# --- Rust tests run in the guest ----------------------------------------------------------------
+
+# run_lab_test EXE TEST: run one test of a Rust test executable (a "lab-test-bin" header) by its
+# exact name, single-threaded, its output streamed indented and saved in $LAB_OUT/TEST.txt;
+# returns the test's status.
+run_lab_test() {
+  local exe=$1 name=$2 rc
+  "$exe" --exact "$name" --nocapture --test-threads 1 2>&1 | tee "$LAB_OUT/$name.txt" | sed -u 's/^/    /'
+  rc=${PIPESTATUS[0]}
+  return "$rc"
+}
+
 # --- product binaries (product scenarios) ------------------------------------------------------
 
 # Where the device plugin keeps its sockets and files in the guest (tmpfs, per boot).

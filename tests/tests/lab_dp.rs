@@ -1,0 +1,1124 @@
+//! The device plugin against the real igb, igbvf and vfio-pci drivers of the emulated lab.
+//!
+//! One test per lab scenario, each run inside the guest by its script:
+//! `s10_provision_advertise` (tests/lab/scenarios/10-provision-advertise.sh), `s50_health`
+//! (50-health.sh) and `s60_reload` (60-reload.sh). Each drives the real `sriov-device-plugin`
+//! release binary (`$LAB_BIN/sriov-device-plugin`) with the test kubelet of this crate (real gRPC
+//! over unix sockets) and reads the kernel's state back from sysfs. Outside the lab guest (no
+//! `SRIOV_LAB`, or no igb PF) every test prints SKIP and passes.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubelet_proto::v1beta1::Device;
+use kubelet_proto::{HEALTHY, UNHEALTHY};
+use sriov_tests::kubelet::TestKubelet;
+
+const NETDEV: &str = "lab.sriov.io/igb_netdevice";
+const VFIO: &str = "lab.sriov.io/igb_dpdk";
+const DP_ROOT: &str = "/run/lab-dp";
+/// Provisioning 4-6 VFs on the emulated NIC takes 3-8 s; the guest shares 2 busy host cores.
+const READY: Duration = Duration::from_secs(120);
+
+// --- the lab --------------------------------------------------------------------------------
+
+struct Lab {
+    pf_pci: String,
+    pf_if: String,
+    pf_sys: PathBuf,
+    bin: PathBuf,
+    out: PathBuf,
+    t0: Instant,
+    failed: Vec<String>,
+}
+
+/// The lab, or `None` (SKIP printed) outside the guest.
+fn lab() -> Option<Lab> {
+    if std::env::var_os("SRIOV_LAB").is_none() {
+        eprintln!("SKIP: not in the emulated lab (run scripts/lab.sh 10 50 60)");
+        return None;
+    }
+    let mut pf = None;
+    for e in fs::read_dir("/sys/bus/pci/devices").unwrap().flatten() {
+        let d = e.path();
+        let rd = |n: &str| fs::read_to_string(d.join(n)).unwrap_or_default();
+        if rd("vendor").trim() == "0x8086" && rd("device").trim() == "0x10c9" {
+            pf = Some(d);
+            break;
+        }
+    }
+    let Some(pf_sys) = pf else {
+        eprintln!("SKIP: no igb PF (8086:10c9) on the PCI bus");
+        return None;
+    };
+    let pf_if = first_entry(&pf_sys.join("net")).expect("the igb PF has a netdev");
+    let bin = PathBuf::from(std::env::var("LAB_BIN").expect("LAB_BIN names target/release"));
+    let out = PathBuf::from(std::env::var("LAB_OUT").unwrap_or_else(|_| "/tmp/lab-out".into()));
+    fs::create_dir_all(&out).unwrap();
+    let pf_pci = pf_sys.file_name().unwrap().to_string_lossy().into_owned();
+    Some(Lab {
+        pf_pci,
+        pf_if,
+        pf_sys,
+        bin,
+        out,
+        t0: Instant::now(),
+        failed: Vec::new(),
+    })
+}
+
+fn first_entry(dir: &Path) -> Option<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v.into_iter().next()
+}
+
+fn read(p: impl AsRef<Path>) -> String {
+    fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The wall-clock time of day, UTC, as the plugin's log prints it (`19:46:24.040215`).
+fn utc_now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let s = t.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        t.subsec_micros()
+    )
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+impl Lab {
+    fn step(&self, what: &str) {
+        println!("\n[{:6.1}s] -- {what}", self.t0.elapsed().as_secs_f64());
+    }
+
+    fn note(&self, what: &str) {
+        println!("[{:6.1}s]    {what}", self.t0.elapsed().as_secs_f64());
+    }
+
+    /// Record a check; the test fails at `finish` if any check failed.
+    fn check(&mut self, what: &str, ok: bool, detail: &str) {
+        if ok {
+            println!("  OK    {what}");
+        } else {
+            println!("  FAIL  {what}: {detail}");
+            self.failed.push(what.to_string());
+        }
+    }
+
+    /// A check whose failure ends the test (later steps depend on it).
+    fn require(&mut self, what: &str, ok: bool, detail: &str) {
+        self.check(what, ok, detail);
+        if !ok {
+            self.finish();
+        }
+    }
+
+    fn finish(&self) {
+        if !self.failed.is_empty() {
+            panic!(
+                "{} check(s) failed: {}",
+                self.failed.len(),
+                self.failed.join("; ")
+            );
+        }
+    }
+
+    fn num_vfs(&self) -> u32 {
+        read(self.pf_sys.join("sriov_numvfs")).parse().unwrap_or(0)
+    }
+
+    fn pf_up(&self) -> bool {
+        let flags = read(format!("/sys/class/net/{}/flags", self.pf_if));
+        u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap_or(0) & 1 == 1
+    }
+
+    /// Every VF of the PF, by index.
+    fn vfs(&self) -> Vec<Vf> {
+        let mut v = Vec::new();
+        for i in 0..self.num_vfs() {
+            let link = self.pf_sys.join(format!("virtfn{i}"));
+            let Ok(target) = fs::read_link(&link) else {
+                continue;
+            };
+            let pci = target.file_name().unwrap().to_string_lossy().into_owned();
+            let dev = PathBuf::from("/sys/bus/pci/devices").join(&pci);
+            let driver = fs::read_link(dev.join("driver"))
+                .ok()
+                .map(|d| d.file_name().unwrap().to_string_lossy().into_owned());
+            let group = fs::read_link(dev.join("iommu_group"))
+                .ok()
+                .map(|g| g.file_name().unwrap().to_string_lossy().into_owned());
+            let netdev = first_entry(&dev.join("net"));
+            let (ifindex, mac) = match &netdev {
+                Some(n) => (
+                    read(format!("/sys/class/net/{n}/ifindex")),
+                    read(format!("/sys/class/net/{n}/address")),
+                ),
+                None => (String::new(), String::new()),
+            };
+            v.push(Vf {
+                index: i,
+                pci,
+                driver,
+                group,
+                netdev,
+                ifindex,
+                mac,
+            });
+        }
+        v
+    }
+
+    fn print_vfs(&self) {
+        for vf in self.vfs() {
+            self.note(&vf.to_string());
+        }
+    }
+
+    /// The PF's view of VF `i` (`ip link show <pf>`), whitespace-normalised.
+    fn vf_line(&self, i: u32) -> String {
+        let out = sh("ip", &["link", "show", &self.pf_if]);
+        let prefix = format!("vf {i} ");
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_default()
+    }
+
+    fn dp_bin(&self) -> PathBuf {
+        self.bin.join("sriov-device-plugin")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.out.join("device-plugin.log")
+    }
+}
+
+/// What sysfs says about one VF.
+#[derive(Debug, Clone, PartialEq)]
+struct Vf {
+    index: u32,
+    pci: String,
+    driver: Option<String>,
+    group: Option<String>,
+    netdev: Option<String>,
+    ifindex: String,
+    mac: String,
+}
+
+impl std::fmt::Display for Vf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "VF{} {} driver={} group={} netdev={} ifindex={} mac={}",
+            self.index,
+            self.pci,
+            self.driver.as_deref().unwrap_or("-"),
+            self.group.as_deref().unwrap_or("-"),
+            self.netdev.as_deref().unwrap_or("-"),
+            if self.ifindex.is_empty() {
+                "-"
+            } else {
+                &self.ifindex
+            },
+            if self.mac.is_empty() { "-" } else { &self.mac },
+        )
+    }
+}
+
+/// Run a command; its stdout, or a panic naming it and its stderr.
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// --- the device plugin ----------------------------------------------------------------------
+
+/// The real device plugin, every path under /run/lab-dp, its log appended to
+/// `$LAB_OUT/device-plugin.log`.
+struct Plugin {
+    child: Child,
+    log: PathBuf,
+    log_start: u64,
+}
+
+impl Plugin {
+    fn start(lab: &Lab, config: &Path, label: &str) -> Plugin {
+        for d in ["device-plugins", "devinfo", "cdi"] {
+            fs::create_dir_all(Path::new(DP_ROOT).join(d)).unwrap();
+        }
+        let log = lab.log_path();
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(f, "===== {label}: started at {} =====", utc_now()).unwrap();
+        let log_start = f.metadata().unwrap().len();
+        let child = Command::new(lab.dp_bin())
+            .arg("--config")
+            .arg(config)
+            .args([
+                "--device-plugins-dir",
+                &format!("{DP_ROOT}/device-plugins"),
+                "--plugins-registry-dir",
+                &format!("{DP_ROOT}/plugins_registry"),
+                "--registration",
+                "kubelet",
+                "--devinfo-dir",
+                &format!("{DP_ROOT}/devinfo"),
+                "--cdi-dir",
+                &format!("{DP_ROOT}/cdi"),
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        lab.note(&format!(
+            "{label}: sriov-device-plugin pid {} (log {})",
+            child.id(),
+            log.display()
+        ));
+        Plugin {
+            child,
+            log,
+            log_start,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log of this run so far.
+    fn log(&self) -> String {
+        let all = fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&all[(self.log_start as usize).min(all.len())..]).into_owned()
+    }
+
+    /// Lines of this run's log containing every one of `words` (case-insensitive).
+    fn log_lines(&self, words: &[&str]) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| {
+                let l = l.to_lowercase();
+                words.iter().all(|w| l.contains(&w.to_lowercase()))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// SIGTERM, then wait up to 15 s (SIGKILL after that); true for a clean exit.
+    fn stop(&mut self) -> bool {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        if self.running() {
+            self.stop();
+        }
+    }
+}
+
+/// Write `value` to `path` the way config tools do: a new file renamed over the old one.
+fn write_config(lab: &Lab, path: &Path, value: &serde_json::Value) {
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+    fs::rename(&tmp, path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let _ = fs::copy(path, lab.out.join(&name));
+}
+
+/// The config of scenarios 50 and 60: `numVfs` VFs on the PF (named by netdev), VF3 on
+/// vfio-pci, the two lab pools selecting by driver.
+fn provision_config(lab: &Lab, num_vfs: u32) -> serde_json::Value {
+    serde_json::json!({
+        "provision": [{"pf": lab.pf_if, "numVfs": num_vfs, "linkUp": true,
+                       "vfDrivers": [{"vfs": "3", "driver": "vfio-pci"}]}],
+        "resourceList": [
+            {"resourceName": "igb_netdevice", "resourcePrefix": "lab.sriov.io",
+             "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"],
+                           "rootDevices": [lab.pf_pci]}},
+            {"resourceName": "igb_dpdk", "resourcePrefix": "lab.sriov.io",
+             "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["vfio-pci"],
+                           "rootDevices": [lab.pf_pci]}}
+        ]
+    })
+}
+
+fn config_path() -> PathBuf {
+    let dir = Path::new(DP_ROOT).join("config");
+    fs::create_dir_all(&dir).unwrap();
+    dir.join("config.json")
+}
+
+// --- the kubelet's view -----------------------------------------------------------------------
+
+fn ids(devs: &[Device]) -> Vec<String> {
+    let mut v: Vec<String> = devs.iter().map(|d| d.id.clone()).collect();
+    v.sort();
+    v
+}
+
+fn show(devs: &[Device]) -> String {
+    let mut v: Vec<String> = devs
+        .iter()
+        .map(|d| format!("{} {}", d.id, d.health))
+        .collect();
+    v.sort();
+    v.join(", ")
+}
+
+fn all(devs: &[Device], health: &str) -> bool {
+    devs.iter().all(|d| d.health == health)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Wait for `n` devices in `resource`, all with `health`, from a ListAndWatch stream that
+/// started after `since` (a registration newer than a previous plugin's).
+async fn wait_pool(
+    k: &TestKubelet,
+    resource: &str,
+    n: usize,
+    health: &str,
+    since: Instant,
+    timeout: Duration,
+) -> Result<Vec<Device>, String> {
+    k.wait_for(
+        &format!("{n} {health} devices in {resource}"),
+        timeout,
+        |k| {
+            let r = k.resource(resource)?;
+            if r.first_list_at? < since {
+                return None;
+            }
+            r.devices.filter(|d| d.len() == n && all(d, health))
+        },
+    )
+    .await
+    .map_err(|e| {
+        let now = k
+            .resource(resource)
+            .and_then(|r| r.devices)
+            .map(|d| show(&d))
+            .unwrap_or_else(|| "no list".into());
+        format!("{e}; latest list: [{now}]")
+    })
+}
+
+fn latest(k: &TestKubelet, resource: &str) -> Vec<Device> {
+    k.resource(resource)
+        .and_then(|r| r.devices)
+        .unwrap_or_default()
+}
+
+fn updates(k: &TestKubelet, resource: &str) -> usize {
+    k.resource(resource).map(|r| r.updates).unwrap_or(0)
+}
+
+fn registrations(k: &TestKubelet, resource: &str) -> usize {
+    k.registrations()
+        .iter()
+        .filter(|r| r.request.resource_name == resource)
+        .count()
+}
+
+/// Start the plugin and wait until both pools are served with `n_netdev` + `n_vfio` Healthy
+/// devices; returns the two lists.
+async fn start_and_wait(
+    lab: &mut Lab,
+    k: &TestKubelet,
+    config: &Path,
+    label: &str,
+    n_netdev: usize,
+    n_vfio: usize,
+) -> (Plugin, Vec<Device>, Vec<Device>) {
+    let since = Instant::now();
+    let plugin = Plugin::start(lab, config, label);
+    let mut lists = Vec::new();
+    for (res, n) in [(NETDEV, n_netdev), (VFIO, n_vfio)] {
+        let r = wait_pool(k, res, n, HEALTHY, since, READY).await;
+        let ok = r.is_ok();
+        let detail = r.as_ref().err().cloned().unwrap_or_default();
+        if let Ok(d) = &r {
+            lab.note(&format!(
+                "{res}: [{}] {} after start",
+                show(d),
+                secs(since.elapsed())
+            ));
+        }
+        lab.require(
+            &format!("the test kubelet sees {n} Healthy device(s) in {res}"),
+            ok,
+            &format!("{detail}\n{}", tail(&plugin.log(), 30)),
+        );
+        lists.push(r.unwrap());
+    }
+    let vfio = lists.pop().unwrap();
+    let netdev = lists.pop().unwrap();
+    (plugin, netdev, vfio)
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    lines[from..]
+        .iter()
+        .map(|l| format!("          | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Sleep while the test kubelet keeps receiving (a plain sleep would stall its streams).
+fn pause(rt: &tokio::runtime::Runtime, d: Duration) {
+    rt.block_on(async { tokio::time::sleep(d).await });
+}
+
+fn start_kubelet(rt: &tokio::runtime::Runtime) -> TestKubelet {
+    let dir = Path::new(DP_ROOT).join("device-plugins");
+    rt.block_on(TestKubelet::start(&dir))
+}
+
+// --- scenario 10 ------------------------------------------------------------------------------
+
+/// Scenario 10: provisioning from the shipped lab config (config-samples/igb-lab.json), two
+/// pools advertised, Allocate of the vfio-pci VF, and a second run that changes nothing.
+#[test]
+fn s10_provision_advertise() {
+    let Some(mut lab) = lab() else { return };
+    let rt = runtime();
+
+    lab.step("config: config-samples/igb-lab.json (provision 4 VFs, VF3 vfio-pci; two pools)");
+    let repo = std::env::var("LAB_REPO").unwrap_or_else(|_| ".".into());
+    let sample: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(Path::new(&repo).join("config-samples/igb-lab.json")).unwrap(),
+    )
+    .unwrap();
+    lab.require(
+        "the sample's PF address is this guest's igb PF",
+        sample["provision"][0]["pf"] == lab.pf_pci.as_str(),
+        &format!(
+            "sample has {}, guest PF is {}",
+            sample["provision"][0]["pf"], lab.pf_pci
+        ),
+    );
+    let config = config_path();
+    write_config(&lab, &config, &sample);
+    lab.check(
+        "before: PF is down and has no VFs",
+        !lab.pf_up() && lab.num_vfs() == 0,
+        &format!("up={} numvfs={}", lab.pf_up(), lab.num_vfs()),
+    );
+
+    lab.step("first run: the test kubelet, then the plugin");
+    let k = start_kubelet(&rt);
+    let (mut plugin, netdev, vfio) =
+        rt.block_on(start_and_wait(&mut lab, &k, &config, "run 1", 3, 1));
+    lab.print_vfs();
+    let vfs = lab.vfs();
+    lab.check("the plugin brought the PF up", lab.pf_up(), "PF still down");
+    lab.check(
+        "sriov_numvfs is 4",
+        lab.num_vfs() == 4 && vfs.len() == 4,
+        &format!("numvfs {} ({} virtfn links)", lab.num_vfs(), vfs.len()),
+    );
+    let on = |i: usize, d: &str| vfs.get(i).and_then(|v| v.driver.as_deref()) == Some(d);
+    lab.check(
+        "VF0-2 on igbvf with a netdev each",
+        (0..3).all(|i| on(i, "igbvf") && vfs[i].netdev.is_some()),
+        &format!("{vfs:?}"),
+    );
+    lab.require("VF3 on vfio-pci", on(3, "vfio-pci"), &format!("{vfs:?}"));
+    let want_netdev: Vec<String> = vfs[..3].iter().map(|v| v.pci.clone()).collect();
+    lab.check(
+        &format!("{NETDEV} holds VF0-2"),
+        ids(&netdev) == want_netdev,
+        &format!("got {:?}, want {want_netdev:?}", ids(&netdev)),
+    );
+    lab.check(
+        &format!("{VFIO} holds VF3"),
+        ids(&vfio) == vec![vfs[3].pci.clone()],
+        &format!("got {:?}", ids(&vfio)),
+    );
+    lab.check(
+        "run 1 log: VFs created and VF3 bound to vfio-pci",
+        !plugin.log_lines(&["vfs created"]).is_empty()
+            && !plugin
+                .log_lines(&["vf driver bound", "vfio-pci"])
+                .is_empty(),
+        &tail(&plugin.log(), 30),
+    );
+
+    lab.step("Allocate VF3 from the vfio pool");
+    let vf3 = vfs[3].clone();
+    let group = vf3.group.clone().unwrap_or_default();
+    let dev_node = format!("/dev/vfio/{group}");
+    match rt.block_on(k.allocate(VFIO, &[vf3.pci.as_str()])) {
+        Ok(resp) => {
+            let mut specs: Vec<String> = resp
+                .devices
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} -> {} ({})",
+                        d.host_path, d.container_path, d.permissions
+                    )
+                })
+                .collect();
+            specs.sort();
+            lab.note(&format!("device specs: {}", specs.join(", ")));
+            let mut envs: Vec<String> = resp.envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            envs.sort();
+            for e in &envs {
+                lab.note(&format!("env {e}"));
+            }
+            lab.check(
+                &format!("Allocate returns the device spec {dev_node} (VF3's IOMMU group)"),
+                !group.is_empty() && resp.devices.iter().any(|d| d.host_path == dev_node),
+                &specs.join(", "),
+            );
+            lab.check(
+                &format!("{dev_node} exists in this guest"),
+                Path::new(&dev_node).exists(),
+                "missing",
+            );
+            lab.check(
+                "PCIDEVICE_LAB_SRIOV_IO_IGB_DPDK names VF3",
+                resp.envs.get("PCIDEVICE_LAB_SRIOV_IO_IGB_DPDK") == Some(&vf3.pci),
+                &envs.join(" "),
+            );
+            let info = resp
+                .envs
+                .get("PCIDEVICE_LAB_SRIOV_IO_IGB_DPDK_INFO")
+                .cloned()
+                .unwrap_or_default();
+            lab.check(
+                &format!("the _INFO env names {dev_node}"),
+                info.contains(&format!("\"dev-mount\":\"{dev_node}\"")),
+                &info,
+            );
+        }
+        Err(e) => lab.check("Allocate of VF3", false, &e.to_string()),
+    }
+
+    lab.step("second run with the same config: nothing re-created");
+    let before = lab.vfs();
+    let vfio_ino = inode(&dev_node);
+    let t = Instant::now();
+    let clean = plugin.stop();
+    lab.check(
+        &format!(
+            "run 1 stops cleanly on SIGTERM (exited after {})",
+            secs(t.elapsed())
+        ),
+        clean,
+        "non-zero exit",
+    );
+    drop(plugin);
+    let (plugin2, netdev2, vfio2) =
+        rt.block_on(start_and_wait(&mut lab, &k, &config, "run 2", 3, 1));
+    lab.print_vfs();
+    let after = lab.vfs();
+    lab.check(
+        "sriov_numvfs still 4; VF addresses, drivers, netdev names, ifindexes and MACs unchanged",
+        before == after,
+        &format!("before {before:?}\nafter  {after:?}"),
+    );
+    lab.check(
+        &format!("{dev_node} is the same node (VF3 was not re-bound)"),
+        vfio_ino.is_some() && inode(&dev_node) == vfio_ino,
+        &format!("inode {vfio_ino:?} -> {:?}", inode(&dev_node)),
+    );
+    lab.check(
+        "the same devices are advertised",
+        ids(&netdev2) == ids(&netdev) && ids(&vfio2) == ids(&vfio),
+        &format!("{:?} {:?}", ids(&netdev2), ids(&vfio2)),
+    );
+    let changes: Vec<String> = [
+        "vfs created",
+        "vfs removed",
+        "vf driver bound",
+        "link brought up",
+    ]
+    .iter()
+    .flat_map(|w| plugin2.log_lines(&[w]))
+    .collect();
+    lab.check(
+        "run 2 log: no VF created, removed or re-bound, PF link untouched",
+        changes.is_empty(),
+        &changes.join("\n"),
+    );
+    let said = plugin2.log_lines(&["already provisioned"]);
+    for l in &said {
+        lab.note(&format!("log: {l}"));
+    }
+    lab.check(
+        "run 2 log says the PF was already provisioned",
+        !said.is_empty(),
+        &tail(&plugin2.log(), 30),
+    );
+    lab.finish();
+}
+
+fn inode(p: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).ok().map(|m| m.ino())
+}
+
+// --- scenario 50 ------------------------------------------------------------------------------
+
+/// Scenario 50: device health follows the PF link, for both pools.
+#[test]
+fn s50_health() {
+    let Some(mut lab) = lab() else { return };
+    let rt = runtime();
+
+    lab.step("plugin: provision 4 VFs (VF3 vfio-pci), two pools");
+    let config = config_path();
+    write_config(&lab, &config, &provision_config(&lab, 4));
+    let k = start_kubelet(&rt);
+    let (mut plugin, _, _) = rt.block_on(start_and_wait(&mut lab, &k, &config, "health", 3, 1));
+    lab.print_vfs();
+    let vf_netdevs: Vec<String> = lab.vfs().iter().filter_map(|v| v.netdev.clone()).collect();
+    for n in &vf_netdevs {
+        let _ = Command::new("ip").args(["link", "set", n, "up"]).status();
+    }
+
+    for round in 1..=2 {
+        lab.step(&format!("round {round}: ip link set {} down", lab.pf_if));
+        let before = (updates(&k, NETDEV), updates(&k, VFIO));
+        let t = Instant::now();
+        sh("ip", &["link", "set", &lab.pf_if, "down"]);
+        lab.note(&format!(
+            "ip link set down returned after {}",
+            secs(t.elapsed())
+        ));
+        let since = k.started_at.min(t);
+        for (res, n) in [(NETDEV, 3), (VFIO, 1)] {
+            let r = rt.block_on(wait_pool(
+                &k,
+                res,
+                n,
+                UNHEALTHY,
+                since,
+                Duration::from_secs(30),
+            ));
+            match &r {
+                Ok(d) => lab.note(&format!(
+                    "{res}: [{}] {} after PF down",
+                    show(d),
+                    secs(t.elapsed())
+                )),
+                Err(e) => lab.note(e),
+            }
+            lab.check(
+                &format!("every device of {res} Unhealthy after PF down"),
+                r.is_ok(),
+                r.as_ref().err().map(String::as_str).unwrap_or(""),
+            );
+        }
+        lab.note(&format!(
+            "ListAndWatch updates: {NETDEV} +{}, {VFIO} +{}",
+            updates(&k, NETDEV) - before.0,
+            updates(&k, VFIO) - before.1
+        ));
+
+        lab.step(&format!("round {round}: ip link set {} up", lab.pf_if));
+        let t = Instant::now();
+        sh("ip", &["link", "set", &lab.pf_if, "up"]);
+        lab.note(&format!(
+            "ip link set up returned after {}",
+            secs(t.elapsed())
+        ));
+        for (res, n) in [(NETDEV, 3), (VFIO, 1)] {
+            let r = rt.block_on(wait_pool(
+                &k,
+                res,
+                n,
+                HEALTHY,
+                since,
+                Duration::from_secs(60),
+            ));
+            match &r {
+                Ok(d) => lab.note(&format!(
+                    "{res}: [{}] {} after PF up",
+                    show(d),
+                    secs(t.elapsed())
+                )),
+                Err(e) => lab.note(e),
+            }
+            lab.check(
+                &format!("every device of {res} Healthy again after PF up"),
+                r.is_ok(),
+                r.as_ref().err().map(String::as_str).unwrap_or(""),
+            );
+        }
+        lab.note(&format!(
+            "PF carrier {}, VF netdev carriers {:?} (igbvf regains carrier ~11 s after PF up)",
+            read(format!("/sys/class/net/{}/carrier", lab.pf_if)),
+            vf_netdevs
+                .iter()
+                .map(|n| read(format!("/sys/class/net/{n}/carrier")))
+                .collect::<Vec<_>>()
+        ));
+    }
+
+    lab.step("the plugin kept running and registered once per pool");
+    let pid = plugin.pid();
+    lab.check(
+        &format!("pid {pid} still running"),
+        plugin.running(),
+        "exited",
+    );
+    lab.check(
+        "one registration per pool",
+        registrations(&k, NETDEV) == 1 && registrations(&k, VFIO) == 1,
+        &format!(
+            "{} and {}",
+            registrations(&k, NETDEV),
+            registrations(&k, VFIO)
+        ),
+    );
+    let health_lines = plugin.log_lines(&["health"]);
+    for l in health_lines.iter().take(24) {
+        lab.note(&format!("log: {l}"));
+    }
+    lab.finish();
+}
+
+// --- scenario 60 ------------------------------------------------------------------------------
+
+const POD: &str = "pod60";
+const POD_IP: &str = "10.56.217.";
+
+/// Scenario 60: numVfs changed live with nothing allocated; refused while a VF is in a pod.
+#[test]
+fn s60_reload() {
+    let Some(mut lab) = lab() else { return };
+    let rt = runtime();
+
+    lab.step("plugin: provision 4 VFs (VF3 vfio-pci), two pools");
+    let config = config_path();
+    write_config(&lab, &config, &provision_config(&lab, 4));
+    let k = start_kubelet(&rt);
+    let (mut plugin, _, _) = rt.block_on(start_and_wait(&mut lab, &k, &config, "reload", 3, 1));
+    let pid = plugin.pid();
+    lab.print_vfs();
+
+    lab.step("config rewritten: numVfs 4 -> 6, nothing allocated");
+    let t = Instant::now();
+    write_config(&lab, &config, &provision_config(&lab, 6));
+    let mut lists = Vec::new();
+    for (res, n) in [(NETDEV, 5), (VFIO, 1)] {
+        let r = rt.block_on(wait_pool(&k, res, n, HEALTHY, k.started_at, READY));
+        if let Ok(d) = &r {
+            lab.note(&format!(
+                "{res}: [{}] {} after the write",
+                show(d),
+                secs(t.elapsed())
+            ));
+        }
+        lab.require(
+            &format!("{n} Healthy device(s) in {res} without a restart"),
+            r.is_ok(),
+            &format!(
+                "{}\n{}",
+                r.as_ref().err().cloned().unwrap_or_default(),
+                tail(&plugin.log(), 30)
+            ),
+        );
+        lists.push(r.unwrap());
+    }
+    lab.print_vfs();
+    for l in plugin.log_lines(&["provisioned"]) {
+        lab.note(&format!("log: {l}"));
+    }
+    for l in plugin.log_lines(&["config applied"]) {
+        lab.note(&format!("log: {l}"));
+    }
+    let vfs = lab.vfs();
+    lab.check(
+        &format!("same process (pid {pid}), no re-registration"),
+        plugin.running()
+            && plugin.pid() == pid
+            && registrations(&k, NETDEV) == 1
+            && registrations(&k, VFIO) == 1,
+        &format!(
+            "running={} registrations {} {}",
+            plugin.running(),
+            registrations(&k, NETDEV),
+            registrations(&k, VFIO)
+        ),
+    );
+    lab.check(
+        "sriov_numvfs is 6; VF3 on vfio-pci, the others on igbvf",
+        lab.num_vfs() == 6
+            && vfs.len() == 6
+            && vfs.iter().all(|v| {
+                v.driver.as_deref() == Some(if v.index == 3 { "vfio-pci" } else { "igbvf" })
+            }),
+        &format!("{vfs:?}"),
+    );
+    let want: Vec<String> = vfs
+        .iter()
+        .filter(|v| v.index != 3)
+        .map(|v| v.pci.clone())
+        .collect();
+    lab.check(
+        &format!("{NETDEV} holds VF0-2 and VF4-5"),
+        ids(&lists[0]) == want,
+        &format!("got {:?}, want {want:?}", ids(&lists[0])),
+    );
+
+    lab.step("VF0 into a pod: Allocate, then the sriov CNI ADD (vlan 100, host-local IP)");
+    let vf0 = vfs[0].clone();
+    if let Err(e) = rt.block_on(k.allocate(NETDEV, &[vf0.pci.as_str()])) {
+        lab.check("Allocate of VF0", false, &e.to_string());
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", POD])
+        .stderr(Stdio::null())
+        .status();
+    sh("ip", &["netns", "add", POD]);
+    sh("ip", &["-n", POD, "link", "set", "lo", "up"]);
+    let add = cni_add(&lab, &vf0.pci);
+    lab.require(
+        "CNI ADD of VF0 into the pod",
+        add.is_ok(),
+        add.as_ref().err().map(String::as_str).unwrap_or(""),
+    );
+    let pod_addr = || sh("ip", &["-n", POD, "-br", "addr", "show", "net1"]);
+    let addr_before = pod_addr();
+    let vf0_line = lab.vf_line(0);
+    lab.note(&format!("pod {POD}: {}", addr_before.trim()));
+    lab.note(&format!("PF view: {vf0_line}"));
+    lab.check(
+        "VF0 is net1 in the pod with its IP, vlan 100 on the PF",
+        addr_before.contains(POD_IP) && vf0_line.contains("vlan 100"),
+        &format!("{addr_before} / {vf0_line}"),
+    );
+    lab.check(
+        "VF0's netdev is gone from the host namespace",
+        lab.vfs()[0].netdev.is_none(),
+        "still in the host",
+    );
+    let lists_before = (latest(&k, NETDEV), latest(&k, VFIO));
+    let updates_before = (updates(&k, NETDEV), updates(&k, VFIO));
+
+    lab.step("config rewritten: numVfs 6 -> 4 while VF0 is in the pod");
+    let t = Instant::now();
+    write_config(&lab, &config, &provision_config(&lab, 4));
+    let refused = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let l = plugin.log_lines(&["refused", &vf0.pci]);
+            if !l.is_empty() || Instant::now() > deadline {
+                break l;
+            }
+            pause(&rt, Duration::from_millis(100));
+        }
+    };
+    for l in &refused {
+        lab.note(&format!("log: {l}"));
+    }
+    lab.check(
+        &format!(
+            "the plugin log refuses the change naming VF0 ({}) {}",
+            vf0.pci,
+            if refused.is_empty() {
+                String::new()
+            } else {
+                format!("({} after the write)", secs(t.elapsed()))
+            }
+        ),
+        !refused.is_empty(),
+        &tail(&plugin.log(), 30),
+    );
+    let names_pod = refused.iter().any(|l| {
+        l.contains(POD)
+            || l.contains("network namespace")
+            || l.contains("netns")
+            || l.contains("pod")
+    });
+    lab.check(
+        "the refusal says the VF is in a pod / network namespace",
+        names_pod,
+        &refused.join("\n"),
+    );
+    // Give a wrongly applied change time to show (VF re-creation takes seconds here).
+    pause(&rt, Duration::from_secs(5));
+    lab.check(
+        "sriov_numvfs stays 6",
+        lab.num_vfs() == 6,
+        &format!("numvfs {}", lab.num_vfs()),
+    );
+    let addr_after = pod_addr();
+    lab.check(
+        "the pod's VF keeps its netdev and IP",
+        addr_after == addr_before,
+        &format!("{addr_before} -> {addr_after}"),
+    );
+    lab.check(
+        "the pod's VF keeps its PF-side settings",
+        lab.vf_line(0) == vf0_line,
+        &format!("{vf0_line} -> {}", lab.vf_line(0)),
+    );
+    let lists_after = (latest(&k, NETDEV), latest(&k, VFIO));
+    lab.check(
+        "the advertised devices do not change",
+        ids(&lists_after.0) == ids(&lists_before.0)
+            && ids(&lists_after.1) == ids(&lists_before.1)
+            && all(&lists_after.0, HEALTHY)
+            && all(&lists_after.1, HEALTHY),
+        &format!("{} / {}", show(&lists_after.0), show(&lists_after.1)),
+    );
+    let vf1 = vfs[1].pci.clone();
+    let served = rt.block_on(k.allocate(NETDEV, &[vf1.as_str()]));
+    lab.check(
+        &format!("the running pool still serves: Allocate of VF1 ({vf1}) succeeds"),
+        served
+            .as_ref()
+            .is_ok_and(|r| r.envs.values().any(|v| v.contains(&vf1))),
+        &format!("{served:?}"),
+    );
+    lab.note(&format!(
+        "ListAndWatch updates since the write: {NETDEV} +{}, {VFIO} +{}",
+        updates(&k, NETDEV) - updates_before.0,
+        updates(&k, VFIO) - updates_before.1
+    ));
+    lab.check(
+        &format!("same process (pid {pid}), still registered once"),
+        plugin.running() && registrations(&k, NETDEV) == 1,
+        "restarted or re-registered",
+    );
+
+    lab.step("without the plugin, the kernel does not protect the pod");
+    let t = Instant::now();
+    let clean = plugin.stop();
+    lab.check(
+        &format!(
+            "plugin stops cleanly on SIGTERM (exited after {})",
+            secs(t.elapsed())
+        ),
+        clean,
+        "non-zero exit",
+    );
+    let wrote = fs::write(lab.pf_sys.join("sriov_numvfs"), "0");
+    lab.note(&format!(
+        "echo 0 > sriov_numvfs with VF0 in the pod: {}",
+        match &wrote {
+            Ok(()) => "accepted".to_string(),
+            Err(e) => format!("refused: {e}"),
+        }
+    ));
+    let gone = Command::new("ip")
+        .args(["-n", POD, "link", "show", "net1"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(false);
+    lab.check(
+        "the kernel accepted it and the pod lost net1 (so the refusal above was the plugin's)",
+        wrote.is_ok() && gone,
+        &format!("write {wrote:?}, net1 gone: {gone}"),
+    );
+    let _ = Command::new("ip").args(["netns", "del", POD]).status();
+    lab.finish();
+}
+
+/// The sriov CNI plugin's ADD of `vf` into the pod as net1, like a runtime runs it.
+fn cni_add(lab: &Lab, vf: &str) -> Result<String, String> {
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "lab-net", "type": "sriov", "deviceID": vf,
+        "vlan": 100, "spoofchk": "on",
+        "ipam": {"type": "host-local", "subnet": "10.56.217.0/24",
+                 "dataDir": "/run/lab-cni/ipam"}
+    });
+    fs::create_dir_all("/run/lab-cni").unwrap();
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lab.out.join("cni.log"))
+        .unwrap();
+    let mut child = Command::new(lab.bin.join("sriov"))
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", POD)
+        .env("CNI_NETNS", format!("/run/netns/{POD}"))
+        .env("CNI_IFNAME", "net1")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("SRIOV_CNI_STATE_DIR", "/run/lab-cni")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&conf).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = fs::write(lab.out.join("cni-add.json"), &stdout);
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("exit {}: {stdout} (stderr in cni.log)", out.status))
+    }
+}
