@@ -1,26 +1,23 @@
-//! The daemon: config, discovery, pools, one server per pool, until SIGTERM/SIGINT.
+//! The daemon: config, event sources, then the node (provisioning, pools, one server per pool,
+//! health and reload: [`crate::reload`]) until SIGTERM/SIGINT.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sriov_host::discovery::discover;
 use sriov_host::{PciDevice, Sysfs, SysfsError};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocate::HostPaths;
 use crate::cli::{Opts, RegistrationMode};
 use crate::config::{Config, ConfigError};
-use crate::pool::{assign, HostFacts, Pool};
-use crate::registration::{run_kubelet_mode, run_watcher_mode};
+use crate::events;
+use crate::pool::{assign, HostFacts};
+use crate::reload::Node;
 use crate::route::default_route_netdevs;
-use crate::server::PluginService;
 use crate::socket::{ensure_dir, SocketError};
 use crate::watch::{watch_dir, WatchError};
-
-/// How often device health is re-checked.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -80,36 +77,32 @@ pub fn discover_pools(opts: &Opts) -> Result<Discovered, DaemonError> {
 pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    let found = discover_pools(&opts)?;
-    tracing::info!(
-        devices = found.devices.len(),
-        pools = found.config.pools.len(),
-        "discovery done"
-    );
+    // Event sources first, so nothing that happens while we start is missed (a config change
+    // racing with the load below is applied again, harmlessly).
+    let (tx, mut events) = mpsc::unbounded_channel();
+    if let Err(e) = events::spawn_config(&opts.config, tx.clone()) {
+        tracing::error!(config = %opts.config.display(), error = %e, "cannot watch the config; changes need a restart");
+    }
+    if let Err(e) = events::spawn_links(tx.clone()) {
+        tracing::error!(error = %e, "cannot follow link state; PF link health is not reported");
+    }
+    if let Err(e) = events::spawn_uevents(tx.clone()) {
+        tracing::warn!(error = %e, "cannot follow PCI uevents; device changes are seen by the 60 s re-scan only");
+    }
+    // Kept until the end: the channel stays open even when every source failed to start.
+    let _keep_open = tx;
+    let config = Config::load(&opts.config, &opts.resource_prefix)?;
     if let Some(addr) = &opts.metrics_addr {
         tracing::warn!(addr = %addr, "metrics listener not available yet; --metrics-addr ignored");
     }
     if opts.cdi {
         tracing::warn!(dir = %opts.cdi_dir.display(), "CDI specs not available yet; --cdi ignored");
     }
-    if !found.config.provision.is_empty() {
-        tracing::warn!(
-            entries = found.config.provision.len(),
-            "provision section parsed; VF creation is not applied by this version"
-        );
-    }
     let paths = Arc::new(HostPaths {
         sysfs: Sysfs::new(&opts.sysfs_root),
         dev_root: opts.dev_root.clone(),
         devinfo_dir: opts.devinfo_dir.clone(),
     });
-    let pools: Vec<Arc<Pool>> = found
-        .config
-        .pools
-        .into_iter()
-        .zip(found.pools)
-        .map(|(c, d)| Arc::new(Pool::new(c, d)))
-        .collect();
 
     let mode = match opts.registration {
         RegistrationMode::Auto if opts.plugins_registry_dir.is_dir() => RegistrationMode::Watcher,
@@ -117,79 +110,46 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
         m => m,
     };
     tracing::info!(mode = ?mode, "registration mode");
-    let stop = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    match mode {
+    let dir_events = match mode {
         RegistrationMode::Watcher => {
             ensure_dir(&opts.plugins_registry_dir)?;
-            for pool in &pools {
-                let svc = service(pool, &paths, &stop);
-                tasks.spawn(run_watcher_mode(
-                    svc,
-                    opts.plugins_registry_dir.clone(),
-                    stop.clone(),
-                ));
-            }
+            None
         }
         _ => {
             ensure_dir(&opts.device_plugins_dir)?;
-            let events = watch_dir(&opts.device_plugins_dir)?;
-            for pool in &pools {
-                let svc = service(pool, &paths, &stop);
-                tasks.spawn(run_kubelet_mode(
-                    svc,
-                    opts.device_plugins_dir.clone(),
-                    events.subscribe(),
-                    stop.clone(),
-                ));
-            }
+            Some(watch_dir(&opts.device_plugins_dir)?)
         }
-    }
-    spawn_health(pools.clone(), paths.sysfs.clone(), stop.clone());
+    };
+    let stop = CancellationToken::new();
+    let (fail_tx, mut failures) = mpsc::unbounded_channel();
+    let root = opts.sysfs_root.clone();
+    let (mut node, pending) = Node::start(
+        opts,
+        mode,
+        dir_events,
+        paths,
+        stop.clone(),
+        config,
+        &mut events,
+        fail_tx,
+    )
+    .await
+    .map_err(|source| DaemonError::Discovery { root, source })?;
 
     let mut failure = None;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = int.recv() => tracing::info!("SIGINT: stopping"),
-        Some(res) = tasks.join_next() => {
-            if let Ok(Err(e)) = res {
-                failure = Some(e);
-            }
+        Some((pool, e)) = failures.recv() => {
+            tracing::error!(pool = %pool, error = %e, "pool server failed");
+            failure = Some(e);
         }
+        _ = node.run(&mut events, pending) => tracing::error!("event sources ended; stopping"),
     }
     stop.cancel();
-    while let Some(res) = tasks.join_next().await {
-        if let Ok(Err(e)) = res {
-            failure.get_or_insert(e);
-        }
-    }
+    node.shutdown().await;
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
-}
-
-fn service(pool: &Arc<Pool>, paths: &Arc<HostPaths>, stop: &CancellationToken) -> PluginService {
-    PluginService {
-        pool: pool.clone(),
-        paths: paths.clone(),
-        stop: stop.clone(),
-    }
-}
-
-fn spawn_health(pools: Vec<Arc<Pool>>, sysfs: Sysfs, stop: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {
-                    for p in &pools {
-                        p.refresh_health(&sysfs);
-                    }
-                }
-            }
-        }
-    });
 }

@@ -8,18 +8,24 @@
 //! - [`server`], [`allocate`], [`prefer`]: the DevicePlugin service
 //! - [`socket`], [`registration`], [`watch`]: sockets, kubelet and plugin-watcher registration,
 //!   kubelet restarts
+//! - [`provisioning`]: applying the `provision` section (VF creation and driver binding)
+//! - [`events`], [`reload`]: link, uevent and config-file events; the running node that reacts
+//!   to them (health, pool membership, hot reload)
 //! - [`daemon`]: orchestration; [`inventory`]: the `inventory` subcommand
 
 pub mod allocate;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod health;
 pub mod inventory;
 pub mod pool;
 pub mod prefer;
 pub mod provision;
+pub mod provisioning;
 pub mod registration;
+pub mod reload;
 pub mod resource;
 pub mod route;
 pub mod selectors;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use sriov_device_plugin::cli::{Cli, Command};
 use sriov_device_plugin::daemon::{self, DaemonError};
-use sriov_device_plugin::inventory;
+use sriov_device_plugin::{inventory, provisioning};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -52,6 +52,17 @@ fn run_inventory(opts: &sriov_device_plugin::cli::Opts, json: bool) -> anyhow::R
         );
     } else {
         print!("{}", inventory::to_table(&found));
+        let plan = provisioning::plan(
+            &sriov_host::Sysfs::new(&opts.sysfs_root),
+            &opts.devinfo_dir,
+            &found.config.provision,
+        );
+        if !plan.is_empty() {
+            println!("\nPROVISION");
+            for row in plan {
+                println!("{row}");
+            }
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! (published through a `watch` channel that every ListAndWatch stream follows).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use sriov_host::discovery::{CLASS_ACCELERATOR, CLASS_NETWORK};
 use sriov_host::{PciAddress, PciDevice, Role, Sysfs};
@@ -86,17 +87,76 @@ impl Pool {
 
     /// Re-check every device's health and publish the result. Returns true on a change.
     pub fn refresh_health(&self, sysfs: &Sysfs) -> bool {
-        let mut list = self.current();
-        for s in &mut list {
-            if let Some(d) = self.devices.get(&s.id) {
-                let h = health::check(sysfs, d);
-                if h != s.health {
-                    tracing::info!(pool = %self.config.resource, pci = %s.id, health = %h, "device health changed");
-                    s.health = h;
-                }
-            }
+        self.refresh(|d| health::check(sysfs, d))
+    }
+
+    /// The same pool (same ListAndWatch channel, so open streams follow it) with a new config
+    /// and device set. Nothing is published until [`Pool::refresh`].
+    pub fn successor(&self, config: PoolConfig, devices: Vec<PciDevice>) -> Pool {
+        Pool {
+            config,
+            devices: devices.into_iter().map(|d| (d.address, d)).collect(),
+            status: self.status.clone(),
         }
+    }
+
+    /// Build the device list from this pool's devices with `health` deciding each device's
+    /// health, and publish it. Returns true when the list changed.
+    pub fn refresh(&self, health: impl Fn(&PciDevice) -> Health) -> bool {
+        let before: HashMap<PciAddress, Health> = self
+            .status
+            .borrow()
+            .iter()
+            .map(|s| (s.id, s.health))
+            .collect();
+        let list: Vec<DeviceStatus> = self
+            .devices
+            .values()
+            .map(|d| {
+                let h = health(d);
+                if before.get(&d.address).is_some_and(|b| *b != h) {
+                    tracing::info!(pool = %self.config.resource, pci = %d.address, health = %h, "device health changed");
+                }
+                DeviceStatus {
+                    id: d.address,
+                    health: h,
+                    numa: if self.config.exclude_topology {
+                        None
+                    } else {
+                        d.numa_node
+                    },
+                }
+            })
+            .collect();
         self.publish(list)
+    }
+}
+
+/// The current snapshot of a pool. Reloads and device changes swap the snapshot; the pool's
+/// server and its ListAndWatch streams keep running and follow the shared channel.
+#[derive(Debug)]
+pub struct PoolCell {
+    current: RwLock<Arc<Pool>>,
+}
+
+impl PoolCell {
+    pub fn new(pool: Pool) -> Arc<PoolCell> {
+        Arc::new(PoolCell {
+            current: RwLock::new(Arc::new(pool)),
+        })
+    }
+
+    /// The pool as it is now.
+    pub fn get(&self) -> Arc<Pool> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace the snapshot.
+    pub fn set(&self, pool: Pool) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pool);
     }
 }
 

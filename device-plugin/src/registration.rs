@@ -72,8 +72,8 @@ pub async fn run_kubelet_mode(
     mut events: broadcast::Receiver<DirEvent>,
     stop: CancellationToken,
 ) -> Result<(), SocketError> {
-    let resource = svc.pool.config.resource.to_string();
-    let sock_name = svc.pool.config.resource.socket_name();
+    let resource = svc.pool.get().config.resource.to_string();
+    let sock_name = svc.pool.get().config.resource.socket_name();
     let sock = dir.join(&sock_name);
     let kubelet = dir.join(KUBELET_SOCKET);
     let serve = |svc: &PluginService| {
@@ -203,8 +203,8 @@ pub async fn run_watcher_mode(
     dir: PathBuf,
     stop: CancellationToken,
 ) -> Result<(), SocketError> {
-    let resource = svc.pool.config.resource.to_string();
-    let sock = dir.join(svc.pool.config.resource.socket_name());
+    let resource = svc.pool.get().config.resource.to_string();
+    let sock = dir.join(svc.pool.get().config.resource.socket_name());
     let mut backoff = WATCHER_BACKOFF_FIRST;
     loop {
         let (tx, mut status_rx) = mpsc::channel(4);

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::allocate::{allocate, HostPaths};
-use crate::pool::{DeviceStatus, Pool};
+use crate::pool::{DeviceStatus, PoolCell};
 use crate::prefer::preferred;
 
 /// The options every pool advertises.
@@ -32,7 +32,8 @@ pub fn options() -> DevicePluginOptions {
 /// shutdown does not wait for the kubelet to hang up).
 #[derive(Clone)]
 pub struct PluginService {
-    pub pool: Arc<Pool>,
+    /// The pool's current snapshot (swapped on reload and device changes).
+    pub pool: Arc<PoolCell>,
     pub paths: Arc<HostPaths>,
     pub stop: CancellationToken,
 }
@@ -70,9 +71,10 @@ impl DevicePlugin for PluginService {
         &self,
         _: Request<Empty>,
     ) -> Result<Response<Self::ListAndWatchStream>, Status> {
-        let pool = self.pool.config.resource.to_string();
-        tracing::info!(pool = %pool, devices = self.pool.devices.len(), "ListAndWatch opened");
-        let mut rx = self.pool.subscribe();
+        let current = self.pool.get();
+        let pool = current.config.resource.to_string();
+        tracing::info!(pool = %pool, devices = current.devices.len(), "ListAndWatch opened");
+        let mut rx = current.subscribe();
         let stop = self.stop.clone();
         let (tx, out) = mpsc::channel(4);
         // Every message is the complete list: send the current one, then one per change, until
@@ -98,6 +100,7 @@ impl DevicePlugin for PluginService {
         &self,
         req: Request<PreferredAllocationRequest>,
     ) -> Result<Response<PreferredAllocationResponse>, Status> {
+        let pool = self.pool.get();
         let container_responses = req
             .into_inner()
             .container_requests
@@ -106,7 +109,7 @@ impl DevicePlugin for PluginService {
                 let size = usize::try_from(c.allocation_size).unwrap_or(0);
                 ContainerPreferredAllocationResponse {
                     device_i_ds: preferred(
-                        &self.pool,
+                        &pool,
                         &c.available_device_i_ds,
                         &c.must_include_device_i_ds,
                         size,
@@ -123,10 +126,11 @@ impl DevicePlugin for PluginService {
         &self,
         req: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
-        let pool = &self.pool.config.resource;
+        let current = self.pool.get();
+        let pool = &current.config.resource;
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
-            match allocate(&self.pool, &self.paths, &c.devices_ids) {
+            match allocate(&current, &self.paths, &c.devices_ids) {
                 Ok(r) => {
                     tracing::info!(pool = %pool, devices = ?c.devices_ids, "allocated");
                     container_responses.push(r);

@@ -338,29 +338,3 @@ async fn sigterm_removes_sockets_and_exits_0() {
         "the kubelet's socket is not ours"
     );
 }
-
-#[tokio::test]
-async fn reports_a_vf_that_disappears_as_unhealthy() {
-    let bed = Bed::ps225();
-    let kubelet = TestKubelet::start(&bed.dp_dir()).await;
-    let _plugin = bed.spawn("kubelet");
-    kubelet
-        .wait_for_devices(DPDK, |d| d.len() == 4, T)
-        .await
-        .unwrap();
-    bed.sys.bind("0000:04:10.7", Some("bnxt_en"));
-    let devs = kubelet
-        .wait_for_devices(
-            DPDK,
-            |d| d.iter().any(|x| x.health == "Unhealthy"),
-            Duration::from_secs(12),
-        )
-        .await
-        .unwrap();
-    let bad: Vec<&str> = devs
-        .iter()
-        .filter(|d| d.health == "Unhealthy")
-        .map(|d| d.id.as_str())
-        .collect();
-    assert_eq!(bad, ["0000:04:10.7"]);
-}

@@ -211,3 +211,49 @@ pub fn mode_of(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
+
+impl Bed {
+    /// Start the plugin daemon with `config` as `--config`, inside the network namespace at
+    /// `netns` when given (spawned from a thread that entered it, so the child lives there).
+    pub fn spawn_with(&self, mode: &str, config: &Path, netns: Option<&Path>) -> Plugin {
+        let log = fs::File::create(self.log()).unwrap();
+        let mut args = self.args(mode);
+        args[1] = config.to_string_lossy().into_owned();
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env("RUST_LOG", "debug,h2=info,tower=info,hyper=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = match netns {
+            Some(ns) => sriov_host::netns::run_in(ns, move || cmd.spawn().unwrap()).unwrap(),
+            None => cmd.spawn().unwrap(),
+        };
+        Plugin {
+            child: Some(child),
+            log: self.log(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Plugin {
+    /// Wait until the log contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}

@@ -1,0 +1,434 @@
+//! The running node: config, devices, pools and one server per pool, kept current by events.
+//!
+//! - Link changes (rtnetlink) re-evaluate health; nothing is re-discovered.
+//! - PCI uevents (add/remove/bind/unbind) re-read sysfs: new devices join the first pool that
+//!   selects them; pooled devices stay where they are and their health says what happened (a
+//!   removed VF is Unhealthy, a rebound VF is Unhealthy rather than moving to another pool).
+//! - A config change is parsed and validated; an invalid one is logged and ignored. A valid one
+//!   is provisioned, then pools are rebuilt and diffed against the running ones: new pools get a
+//!   server and registration, removed pools stop (socket removed), changed pools publish their
+//!   new list on their open ListAndWatch streams, unchanged pools are not touched.
+//! - Every minute a safety-net re-scan catches anything a lost event would have missed.
+//!
+//! A device leaving a pool has that pool's device-info file for it removed.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sriov_host::discovery::discover;
+use sriov_host::{PciAddress, PciDevice, SysfsError};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::allocate::HostPaths;
+use crate::cli::{Opts, RegistrationMode};
+use crate::config::{Config, ConfigError, PoolConfig};
+use crate::events::Event;
+use crate::health::{Checker, Links};
+use crate::pool::{assign, HostFacts, Pool, PoolCell};
+use crate::provisioning::{self, Outcome};
+use crate::registration::{run_kubelet_mode, run_watcher_mode};
+use crate::route::default_route_netdevs;
+use crate::server::PluginService;
+use crate::socket::SocketError;
+use crate::watch::DirEvent;
+
+/// How long after a first PCI uevent the node is re-read, so a burst (VF creation, a rebind)
+/// is handled once.
+pub const DEVICE_SETTLE: Duration = Duration::from_millis(20);
+/// The safety-net re-scan interval: events drive everything, this only bounds the damage of a
+/// lost one.
+pub const SAFETY_NET: Duration = Duration::from_secs(60);
+/// How long the start waits for the first link dump before building pools.
+const FIRST_DUMP_WAIT: Duration = Duration::from_secs(1);
+
+/// A pool with its server.
+struct Running {
+    cell: Arc<PoolCell>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A pool server that failed (its socket could not be served).
+pub type Failure = (String, SocketError);
+
+pub struct Node {
+    opts: Opts,
+    mode: RegistrationMode,
+    dir_events: Option<broadcast::Sender<DirEvent>>,
+    paths: Arc<HostPaths>,
+    stop: CancellationToken,
+    fail: mpsc::UnboundedSender<Failure>,
+    config: Config,
+    devices: Vec<PciDevice>,
+    /// In config order.
+    pools: Vec<Running>,
+    links: Links,
+    /// The last config error, while the file on disk is invalid.
+    pub last_config_error: Option<String>,
+    /// The result of the last provisioning run, per `provision` entry.
+    pub provisioning: Vec<Outcome>,
+}
+
+/// Parse a config file's content, with errors naming the file like [`Config::load`].
+pub fn parse_config(opts: &Opts, content: &[u8]) -> Result<Config, ConfigError> {
+    let path = opts.config.clone();
+    let value: serde_json::Value =
+        serde_json::from_slice(content).map_err(|source| ConfigError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    Config::from_value(&value, &opts.resource_prefix).map_err(|e| ConfigError::Invalid {
+        path,
+        source: Box::new(e),
+    })
+}
+
+impl Node {
+    /// Provision, discover, build the pools and start their servers. Waits (briefly) for the
+    /// first link dump on `events` so the first lists already carry link health; other events
+    /// arriving meanwhile are returned to be handled afterwards.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        opts: Opts,
+        mode: RegistrationMode,
+        dir_events: Option<broadcast::Sender<DirEvent>>,
+        paths: Arc<HostPaths>,
+        stop: CancellationToken,
+        config: Config,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        fail: mpsc::UnboundedSender<Failure>,
+    ) -> Result<(Node, Vec<Event>), SysfsError> {
+        let mut node = Node {
+            opts,
+            mode,
+            dir_events,
+            paths,
+            stop,
+            fail,
+            config: Config {
+                pools: Vec::new(),
+                provision: Vec::new(),
+            },
+            devices: Vec::new(),
+            pools: Vec::new(),
+            links: Links::default(),
+            last_config_error: None,
+            provisioning: Vec::new(),
+        };
+        let mut pending = Vec::new();
+        let deadline = tokio::time::Instant::now() + FIRST_DUMP_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::Links { states, full })) => {
+                    node.links.apply(states);
+                    if full {
+                        break;
+                    }
+                }
+                Ok(Some(ev)) => pending.push(ev),
+                Ok(None) | Err(_) => {
+                    tracing::warn!("no link dump yet; PF link health follows when it arrives");
+                    break;
+                }
+            }
+        }
+        node.provision(&config).await;
+        let devices = node.discover()?;
+        node.apply(config, devices).await;
+        Ok((node, pending))
+    }
+
+    /// Handle events until the event sources are gone.
+    pub async fn run(&mut self, events: &mut mpsc::UnboundedReceiver<Event>, pending: Vec<Event>) {
+        for ev in pending {
+            self.handle(ev).await;
+        }
+        let mut net = tokio::time::interval(SAFETY_NET);
+        net.tick().await;
+        let mut rescan_at: Option<tokio::time::Instant> = None;
+        loop {
+            let settle = async {
+                match rescan_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else { return };
+                    if let Event::Devices(evs) = &ev {
+                        for e in evs {
+                            tracing::debug!(action = %e.action, devpath = %e.devpath, driver = ?e.driver, "PCI uevent");
+                        }
+                        rescan_at.get_or_insert_with(|| tokio::time::Instant::now() + DEVICE_SETTLE);
+                    } else {
+                        self.handle(ev).await;
+                    }
+                }
+                _ = settle => {
+                    rescan_at = None;
+                    self.rescan();
+                }
+                _ = net.tick() => {
+                    tracing::debug!("safety-net re-scan");
+                    self.rescan();
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Links { states, full } => {
+                if full {
+                    self.links.clear();
+                }
+                if self.links.apply(states) || full {
+                    self.refresh_health();
+                }
+            }
+            Event::Devices(_) => self.rescan(),
+            Event::Config(content) => self.reload(&content).await,
+        }
+    }
+
+    /// A new config file content: validate, provision, rebuild and diff the pools.
+    pub async fn reload(&mut self, content: &[u8]) {
+        let started = Instant::now();
+        let config = match parse_config(&self.opts, content) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(config = %self.opts.config.display(), error = %e, "invalid config ignored; the running pools keep serving unchanged");
+                self.last_config_error = Some(e.to_string());
+                return;
+            }
+        };
+        self.last_config_error = None;
+        tracing::info!(config = %self.opts.config.display(), pools = config.pools.len(), provision = config.provision.len(), "config changed; applying");
+        self.provision(&config).await;
+        let devices = match self.discover() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(root = %self.opts.sysfs_root.display(), error = %e, "discovery failed; the running pools keep serving unchanged");
+                return;
+            }
+        };
+        self.apply(config, devices).await;
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "config applied");
+    }
+
+    async fn provision(&mut self, config: &Config) {
+        if config.provision.is_empty() {
+            self.provisioning.clear();
+            return;
+        }
+        let sysfs = self.paths.sysfs.clone();
+        let devinfo = self.paths.devinfo_dir.clone();
+        let entries = config.provision.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            provisioning::apply_all(&sysfs, &devinfo, &entries)
+        })
+        .await;
+        match out {
+            Ok(o) => {
+                let failed = o.iter().filter(|o| o.result.is_err()).count();
+                if failed > 0 {
+                    tracing::error!(
+                        failed,
+                        entries = o.len(),
+                        "provisioning incomplete; see the errors above and `sriov-device-plugin inventory`"
+                    );
+                }
+                self.provisioning = o;
+            }
+            Err(e) => tracing::error!(error = %e, "provisioning task failed"),
+        }
+    }
+
+    fn discover(&self) -> Result<Vec<PciDevice>, SysfsError> {
+        discover(&self.paths.sysfs)
+    }
+
+    fn facts(&self) -> HostFacts {
+        HostFacts {
+            excluded_netdevs: default_route_netdevs(std::path::Path::new("/proc/net")),
+            vhost_net_available: self.opts.dev_root.join("vhost-net").exists(),
+        }
+    }
+
+    /// Build the pools of `config` from `devices` and make the running set match.
+    async fn apply(&mut self, config: Config, devices: Vec<PciDevice>) {
+        let assigned = assign(&self.paths.sysfs, &devices, &config, &self.facts());
+        let mut old: HashMap<String, Running> = std::mem::take(&mut self.pools)
+            .into_iter()
+            .map(|r| (r.cell.get().config.resource.to_string(), r))
+            .collect();
+        for (pc, members) in config.pools.iter().zip(assigned) {
+            match old.remove(&pc.resource.to_string()) {
+                Some(run) => {
+                    self.update(&run, pc.clone(), members);
+                    self.pools.push(run);
+                }
+                None => {
+                    tracing::info!(pool = %pc.resource, devices = members.len(), "new pool");
+                    let pool = Pool::new(pc.clone(), members);
+                    // Its first list already carries health.
+                    {
+                        let checker = Checker::new(&self.paths.sysfs, &self.links);
+                        pool.refresh(|d| checker.check(d));
+                    }
+                    let run = self.start_pool(pool);
+                    self.pools.push(run);
+                }
+            }
+        }
+        self.config = config;
+        self.devices = devices;
+        self.refresh_health();
+        for (name, run) in old {
+            tracing::info!(pool = %name, "pool removed from the config: stopping");
+            self.stop_pool(run).await;
+        }
+    }
+
+    /// Re-read sysfs after device events: new devices join the first pool that selects them;
+    /// pooled ones stay where they are, present or not (a gone one is reported Unhealthy until
+    /// the config is next applied, and is Healthy again if it comes back as it was).
+    fn rescan(&mut self) {
+        let devices = match self.discover() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "re-scan failed; keeping the current pools");
+                return;
+            }
+        };
+        if devices != self.devices {
+            let pooled: HashSet<PciAddress> = self
+                .pools
+                .iter()
+                .flat_map(|r| r.cell.get().devices.keys().copied().collect::<Vec<_>>())
+                .collect();
+            let assigned = assign(&self.paths.sysfs, &devices, &self.config, &self.facts());
+            for (run, fresh) in self.pools.iter().zip(assigned) {
+                let cur = run.cell.get();
+                let mut members: Vec<PciDevice> = cur.devices.values().cloned().collect();
+                members.extend(fresh.into_iter().filter(|d| !pooled.contains(&d.address)));
+                self.update(run, cur.config.clone(), members);
+            }
+            self.devices = devices;
+        }
+        self.refresh_health();
+    }
+
+    /// Swap a running pool's snapshot when its config or device set changed; remove the
+    /// device-info files of devices that left.
+    fn update(&self, run: &Running, config: PoolConfig, members: Vec<PciDevice>) {
+        let cur = run.cell.get();
+        let before: BTreeSet<PciAddress> = cur.devices.keys().copied().collect();
+        let after: BTreeSet<PciAddress> = members.iter().map(|d| d.address).collect();
+        if cur.config == config && before == after {
+            return;
+        }
+        let left: Vec<PciAddress> = before.difference(&after).copied().collect();
+        let joined = after.difference(&before).count();
+        tracing::info!(
+            pool = %config.resource,
+            devices = after.len(),
+            joined,
+            left = left.len(),
+            config_changed = cur.config != config,
+            "pool changed"
+        );
+        self.remove_devinfo(&cur.config, &left);
+        run.cell.set(cur.successor(config, members));
+    }
+
+    fn remove_devinfo(&self, config: &PoolConfig, gone: &[PciAddress]) {
+        for a in gone {
+            let path: PathBuf = self
+                .paths
+                .devinfo_dir
+                .join(config.resource.devinfo_file(&a.to_string()));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(pool = %config.resource, pci = %a, path = %path.display(), "device-info file removed")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove device-info file")
+                }
+            }
+        }
+    }
+
+    /// Re-evaluate every pooled device's health; streams hear only about real changes.
+    fn refresh_health(&self) {
+        let checker = Checker::new(&self.paths.sysfs, &self.links);
+        for run in &self.pools {
+            let pool = run.cell.get();
+            pool.refresh(|d| checker.check(d));
+        }
+    }
+
+    fn start_pool(&self, pool: Pool) -> Running {
+        let resource = pool.config.resource.to_string();
+        let cell = PoolCell::new(pool);
+        let stop = self.stop.child_token();
+        let svc = PluginService {
+            pool: cell.clone(),
+            paths: self.paths.clone(),
+            stop: stop.clone(),
+        };
+        let fail = self.fail.clone();
+        let task = match (&self.mode, &self.dir_events) {
+            (RegistrationMode::Watcher, _) | (_, None) => {
+                let fut =
+                    run_watcher_mode(svc, self.opts.plugins_registry_dir.clone(), stop.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = fut.await {
+                        let _ = fail.send((resource, e));
+                    }
+                })
+            }
+            (_, Some(events)) => {
+                let fut = run_kubelet_mode(
+                    svc,
+                    self.opts.device_plugins_dir.clone(),
+                    events.subscribe(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = fut.await {
+                        let _ = fail.send((resource, e));
+                    }
+                })
+            }
+        };
+        Running { cell, stop, task }
+    }
+
+    async fn stop_pool(&self, run: Running) {
+        run.stop.cancel();
+        let pool = run.cell.get();
+        let all: Vec<PciAddress> = pool.devices.keys().copied().collect();
+        self.remove_devinfo(&pool.config, &all);
+        if tokio::time::timeout(Duration::from_secs(3), run.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(pool = %pool.config.resource, "pool server did not stop within 3 s");
+        }
+    }
+
+    /// Stop every pool server (sockets removed) and wait for them.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for run in std::mem::take(&mut self.pools) {
+            let _ = tokio::time::timeout(Duration::from_secs(3), run.task).await;
+        }
+    }
+}
