@@ -63,7 +63,10 @@ fn print_pool(name: &str, devices: &[Device]) {
 fn iommu_group(addr: &str) -> String {
     let link = std::fs::read_link(format!("/sys/bus/pci/devices/{addr}/iommu_group"))
         .unwrap_or_else(|e| panic!("{addr}: no iommu_group: {e}"));
-    link.file_name().unwrap().to_string_lossy().into_owned()
+    link.file_name()
+        .expect("iommu_group link has a name")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn is_char_dev(p: &Path) -> bool {

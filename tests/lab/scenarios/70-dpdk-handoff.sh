@@ -1,7 +1,7 @@
 #!/bin/bash
 # 70-dpdk-handoff: a DPDK pod, end to end, with a real DPDK application.
-#   - The NIC is set up as config-samples/igb-lab.json says (4 VFs, VF0-2 igbvf, VF3 vfio-pci)
-#     and sriov-device-plugin, with that config, advertises its two pools; a test kubelet
+#   - sriov-device-plugin with config-samples/igb-lab.json provisions the NIC (PF up, 4 VFs,
+#     VF0-2 igbvf, VF3 vfio-pci) and advertises its two pools; a test kubelet
 #     (tests/tests/lab_dpdk.rs, real gRPC) sees 3 + 1 Healthy devices, allocates the vfio VF to a
 #     "DPDK pod" and an igbvf VF to a "kernel pod", and writes the Allocate responses to a file.
 #   - CNI ADD as the runtime does it at sandbox creation: DPDK mode for the vfio VF (VLAN 100,
@@ -31,16 +31,27 @@ DPDK_RES=lab.sriov.io/igb_dpdk
 DPDK_MAC=02:00:00:00:00:0b
 KERNEL_MAC=02:00:00:00:00:0a
 
-step "node hugepages (256 x 2 MiB)"
+step "node prerequisites: 256 x 2 MiB hugepages, vfio-pci loaded"
 hugepages_setup 256
+# The plugin binds VFs to vfio-pci but does not load drivers: the node's admin does (modprobe).
+modprobe vfio-pci
 
-step "NIC set up as $conf's provision section says (raw helpers: the plugin does not provision yet)"
-create_vfs 4
-bind_vfio "$(vf_pci 3)"
-note "4 VFs in ${VF_CREATE_SECS}s; VF3 $(vf_pci 3) on vfio-pci, IOMMU group $VFIO_GROUP"
-
-step "sriov-device-plugin --config ${conf#"$LAB_REPO"/}"
+step "sriov-device-plugin --config ${conf#"$LAB_REPO"/}: provisions the NIC, advertises two pools"
+check "the PF has no VFs yet" test "$(cat "$PF_SYS/sriov_numvfs")" = 0
 dp_start "$conf"
+# shellcheck disable=SC2317 # called through wait_until
+provisioned() {
+  [ "$(cat "$PF_SYS/sriov_numvfs")" = 4 ] && [ "$(vf_driver 3)" = vfio-pci ] &&
+    [ "$(vf_driver 0)" = igbvf ] && [ "$(vf_driver 1)" = igbvf ] && [ "$(vf_driver 2)" = igbvf ] &&
+    [ -n "$(vf_netdev 0)" ] && [ -n "$(vf_netdev 1)" ] && [ -n "$(vf_netdev 2)" ]
+}
+require "the plugin created 4 VFs, VF0-2 on igbvf with netdevs, VF3 on vfio-pci" wait_until 120 provisioned
+udevadm settle -t 30 || true
+VFIO_GROUP=$(basename "$(readlink "$PF_SYS/virtfn3/iommu_group")")
+check "/dev/vfio/$VFIO_GROUP exists" wait_until 10 test -c "/dev/vfio/$VFIO_GROUP"
+check "the PF is up" sh -c "ip link show '$PF_IF' | grep -q '<.*,UP'"
+grep -a 'provision' "$LAB_OUT/device-plugin.log" | sed 's/^/    | /' | tail -n 4 || true
+for i in 0 1 2 3; do note "VF$i $(vf_pci "$i") $(vf_driver "$i") $(vf_netdev "$i")"; done
 
 step "test kubelet: pools, health, Allocate for a DPDK pod and a kernel pod"
 # shellcheck disable=SC2317 # called through check
