@@ -40,7 +40,9 @@ echo "then the demo runs inside it. Guest console: ${out_root#"$repo"/}/demo.log
 # The guest writes its readable output to target/lab/demo/demo.txt (a directory it can write);
 # follow that file while the lab runner works.
 rm -rf "$out_root/demo" "$out_root/demo.log"
-LAB_OUT_ROOT=$out_root bash "$repo/scripts/lab.sh" --keep demo &
+# On a failure the runner repeats the scenario's last lines, which were just shown: drop them.
+LAB_OUT_ROOT=$out_root bash "$repo/scripts/lab.sh" --keep demo \
+  2> >(sed -u '/^---- last 60 /,/^---- end of /d' >&2) &
 lab_pid=$!
 trap 'kill -TERM "$lab_pid" 2>/dev/null || true; wait "$lab_pid" 2>/dev/null; exit 130' INT TERM
 tail -n +1 -F -s 0.5 --pid="$lab_pid" "$out_root/demo/demo.txt" 2>/dev/null &

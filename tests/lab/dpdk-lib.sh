@@ -61,3 +61,16 @@ testpmd_forwarding() { grep -q 'Start automatic packet forwarding\|icmpecho pack
 
 # testpmd_stat LOG COUNTER: the last value of COUNTER (RX-packets, TX-packets) testpmd printed.
 testpmd_stat() { grep -a -o "$2: *[0-9]*" "$1" | tail -n1 | awk '{print $2}'; }
+
+# cni_del ID NETNS IFNAME CONF: CNI DEL of attachment ID; on failure print the plugin's error
+# and every link (with its altnames) in the host and in NETNS, then return 1.
+cni_del() {
+  if cni DEL "$@"; then return 0; fi
+  echo "CNI DEL $1 failed: $(cat "$LAB_OUT/cni-del-$1.json" 2>/dev/null)"
+  ip -d link show | sed 's/^/host| /'
+  ip -n "$2" -d link show 2>&1 | sed "s/^/$2| /"
+  return 1
+}
+
+# altnames NETNS IFNAME: the altnames of a link (empty when none).
+altnames() { ip -n "$1" -d link show "$2" 2>/dev/null | awk '$1 == "altname" {printf "%s ", $2}'; }

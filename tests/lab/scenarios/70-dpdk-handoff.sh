@@ -99,6 +99,7 @@ lab_netconf "$vf_k" "$KERNEL_MAC" >"$LAB_OUT/netconf-kernel.json"
 require "ADD (kernel mode)" cni ADD c-kernel podK net1 "$LAB_OUT/netconf-kernel.json"
 k_ip=$(cni_ip c-kernel)
 note "podK: $(ip -n podK -br addr show net1)"
+note "altnames of net1 in podK: $(altnames podK net1)"
 check "vf 0 has VLAN 100 and MAC $KERNEL_MAC" vf_has 0 "vlan 100" "$KERNEL_MAC"
 check "net1 in podK has $k_ip" sh -c "ip -n podK -o addr show net1 | grep -q 'inet $k_ip/24'"
 
@@ -149,8 +150,8 @@ check "testpmd closed the port and said Bye" grep -q 'Bye' "$LAB_OUT/testpmd.log
 fwd=$(grep -a -A2 'Forward statistics for port 0' "$LAB_OUT/testpmd.log" | tr -s ' ' | tail -n2 | tr '\n' ' ' || true)
 note "testpmd final forward statistics: $fwd"
 check "hugepages given back ($hp_free0 free)" test "$(hugepages_free)" = "$hp_free0"
-require "DEL (kernel mode)" cni DEL c-kernel podK net1 "$LAB_OUT/netconf-kernel.json"
-require "DEL (DPDK mode)" cni DEL c-dpdk podD net1 "$LAB_OUT/netconf-dpdk.json"
+require "DEL (kernel mode)" cni_del c-kernel podK net1 "$LAB_OUT/netconf-kernel.json"
+require "DEL (DPDK mode)" cni_del c-dpdk podD net1 "$LAB_OUT/netconf-dpdk.json"
 check "PF's VF lines exactly as before ADD" compare_vf_state "$LAB_OUT/vf-before.txt"
 check "kernel VF back in the host as $k_name" test "$(vf_netdev 0)" = "$k_name"
 check "kernel VF has its MAC $k_mac again" test "$(cat "/sys/class/net/$k_name/address" 2>/dev/null)" = "$k_mac"

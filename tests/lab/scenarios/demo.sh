@@ -101,6 +101,8 @@ ip_b=$(cni_ip c-b)
 echo "  CNI result for podA: $(jq -c '{interfaces: [.interfaces[] | {name, mac, pciID}], ips: [.ips[].address]}' "$LAB_OUT/cni-add-c-a.json")"
 show ip -n podA -br addr show net1
 show ip -n podB -br addr show net1
+an=$(altnames podA net1)$(altnames podB net1)
+[ -z "$an" ] || echo "  (altnames the pods' net1 carry: $an)"
 echo "  the PF's view: VLAN 100 and the pods' MACs on VF0 and VF1"
 vf_table
 
@@ -136,9 +138,9 @@ rc=0
 dpdk_pod_stop || rc=$?
 bye=$(grep -a -q 'Bye' "$LAB_OUT/testpmd.log" && echo "port closed, said Bye" || echo "no Bye in its log")
 echo "  testpmd stopped on SIGINT (exit status $rc, $bye); hugepages free again: $(hugepages_free)/256"
-require "CNI DEL podD" cni DEL c-d podD net1 "$LAB_OUT/netconf-d.json"
-require "CNI DEL podB" cni DEL c-b podB net1 "$LAB_OUT/netconf-b.json"
-require "CNI DEL podA" cni DEL c-a podA net1 "$LAB_OUT/netconf-a.json"
+require "CNI DEL podD" cni_del c-d podD net1 "$LAB_OUT/netconf-d.json"
+require "CNI DEL podB" cni_del c-b podB net1 "$LAB_OUT/netconf-b.json"
+require "CNI DEL podA" cni_del c-a podA net1 "$LAB_OUT/netconf-a.json"
 names_after=$(for i in 0 1 2 3; do printf '%s ' "$(vf_netdev "$i")"; done)
 echo "  the PF's VF lines before the pods:"
 sed 's/^/    /' "$LAB_OUT/vf-before.txt"
