@@ -51,25 +51,29 @@ pub struct Links {
 }
 
 impl Links {
-    /// Apply notifications; returns true when a link appeared, disappeared, was renamed, or
-    /// its usability (up with carrier) changed.
-    pub fn apply(&mut self, states: Vec<LinkState>) -> bool {
-        let mut changed = false;
+    /// Apply notifications; returns the names of links that appeared, disappeared, were
+    /// renamed (old and new name), or whose usability (up with carrier) changed.
+    pub fn apply(&mut self, states: Vec<LinkState>) -> Vec<String> {
+        let mut changed = Vec::new();
         for s in states {
             // A rename arrives as a NEWLINK with the new name: forget the old one.
             if let Some(old) = self.names.get(&s.index) {
                 if *old != s.name {
                     self.by_name.remove(old);
-                    changed = true;
+                    changed.push(old.clone());
                 }
             }
             if s.removed {
                 self.names.remove(&s.index);
-                changed |= self.by_name.remove(&s.name).is_some();
+                if self.by_name.remove(&s.name).is_some() {
+                    changed.push(s.name.clone());
+                }
                 continue;
             }
             let prev = self.by_name.get(&s.name).map(LinkState::healthy);
-            changed |= prev != Some(s.healthy());
+            if prev != Some(s.healthy()) {
+                changed.push(s.name.clone());
+            }
             self.names.insert(s.index, s.name.clone());
             self.by_name.insert(s.name.clone(), s);
         }
@@ -168,10 +172,13 @@ mod tests {
             Checker::new(&sys, &links).check(vf("0000:03:10.0")),
             Health::Healthy
         );
-        assert!(links.apply(vec![
-            link(2, "enp3s0f0np0", false, false),
-            link(3, "enp4s0f0np0", true, true)
-        ]));
+        assert_eq!(
+            links.apply(vec![
+                link(2, "enp3s0f0np0", false, false),
+                link(3, "enp4s0f0np0", true, true)
+            ]),
+            ["enp3s0f0np0", "enp4s0f0np0"]
+        );
         let c = Checker::new(&sys, &links);
         assert_eq!(c.check(vf("0000:03:10.0")), Health::Unhealthy);
         assert_eq!(
@@ -185,7 +192,9 @@ mod tests {
             Some("PF netdev administratively down")
         );
         // Up without carrier is still unusable: no change to publish.
-        assert!(!links.apply(vec![link(2, "enp3s0f0np0", true, false)]));
+        assert!(links
+            .apply(vec![link(2, "enp3s0f0np0", true, false)])
+            .is_empty());
         assert_eq!(
             Checker::new(&sys, &links).pf_problem(vf("0000:03:10.1")),
             Some("PF netdev has no carrier")
@@ -208,12 +217,15 @@ mod tests {
     fn renames_and_removals_are_followed() {
         let mut links = Links::default();
         links.apply(vec![link(7, "eth0", true, true)]);
-        assert!(links.apply(vec![link(7, "ens1f0", true, true)]));
+        assert_eq!(
+            links.apply(vec![link(7, "ens1f0", true, true)]),
+            ["eth0", "ens1f0"]
+        );
         assert!(links.get("eth0").is_none());
         assert!(links.get("ens1f0").is_some());
         let mut gone = link(7, "ens1f0", true, true);
         gone.removed = true;
-        assert!(links.apply(vec![gone]));
+        assert_eq!(links.apply(vec![gone]), ["ens1f0"]);
         assert!(links.get("ens1f0").is_none());
     }
 }

@@ -187,7 +187,30 @@ impl Node {
                 if full {
                     self.links.clear();
                 }
-                if self.links.apply(states) || full {
+                let changed = self.links.apply(states);
+                if full {
+                    self.refresh_health();
+                    return;
+                }
+                // Only PF netdevs matter (a node's pod veths come and go all the time). Their
+                // names are read from sysfs now: a PF may have been renamed.
+                let pf_names: HashSet<String> = self
+                    .devices
+                    .iter()
+                    .filter(|d| d.is_pf())
+                    .flat_map(|d| self.paths.sysfs.netdevs(d.address).unwrap_or_default())
+                    .collect();
+                let mut relevant = false;
+                for name in changed.iter().filter(|n| pf_names.contains(*n)) {
+                    relevant = true;
+                    match self.links.get(name) {
+                        Some(l) => {
+                            tracing::info!(netdev = %name, admin_up = l.admin_up, carrier = l.carrier, "PF link changed")
+                        }
+                        None => tracing::info!(netdev = %name, "PF link gone"),
+                    }
+                }
+                if relevant {
                     self.refresh_health();
                 }
             }

@@ -48,8 +48,9 @@ async fn a_new_pool_registers_and_a_removed_pool_goes_away_in_the_same_process()
     let pid = plugin.pid();
     started(&bed, &kubelet).await;
 
-    // VFs of PF 4 not taken by the first two pools: none are free (0-5 netdev, 6-7 dpdk)... the
-    // first match wins, so the new pool is registered with no devices.
+    // Every VF of PF 4 is taken by an earlier pool (the first match wins): the new pool
+    // registers with no devices.
+    let netdev_updates = kubelet.resource(NETDEV).unwrap().updates;
     let t = Instant::now();
     bed.write_config(&with_extra_pool());
     kubelet.wait_for_registration(EXTRA, 1, T).await.unwrap();
@@ -97,6 +98,11 @@ async fn a_new_pool_registers_and_a_removed_pool_goes_away_in_the_same_process()
             .count(),
         1,
         "unchanged pools are not re-registered"
+    );
+    assert_eq!(
+        kubelet.resource(NETDEV).unwrap().updates,
+        netdev_updates,
+        "nor re-sent on their stream"
     );
 }
 
