@@ -16,21 +16,27 @@
 #
 # Every address must be a full PCI address (dddd:bb:dd.f). For each one, the vfio group node is
 # looked up in the _INFO JSON (jq if installed, a plain-text parse otherwise), or, without one,
-# from sysfs when the device is bound to vfio-pci; a missing node is an error. A device with no
-# vfio group (e.g. an mlx5 VF, which DPDK drives through the kernel driver) is accepted as is.
+# from sysfs when the device is bound to vfio-pci; a missing node is an error, and so is a missing
+# /dev/vfio/vfio (the VFIO container node every vfio device needs). A device with no vfio group
+# (e.g. an mlx5 VF, which DPDK drives through the kernel driver) is accepted as is. Without a
+# hugetlbfs mount (and without --no-huge among ARGS) a warning says how to get hugepages.
 #
 # The EAL allow-list (-a ADDR per device) is inserted before the first `--` among ARGS (the
 # separator between EAL and application arguments), or appended when there is none:
 #   dpdk-launcher.sh -- dpdk-testpmd -l 0-1 -- --forward-mode=icmpecho
 #   -> dpdk-testpmd -l 0-1 -a 0000:08:02.0 -- --forward-mode=icmpecho
 #
-# Environment: SYSFS_ROOT (default /sys) and DEV_ROOT (default /dev) for testing.
+# The command is logged to stderr ("dpdk-launcher: exec ...") before it replaces the launcher.
+#
+# Environment: SYSFS_ROOT (default /sys), DEV_ROOT (default /dev) and PROC_MOUNTS (default
+# /proc/mounts) for testing.
 # Exit codes: 0 ok (or the application's own), 1 device check failed, 2 usage error.
 set -eu
 set -f
 
 SYSFS_ROOT=${SYSFS_ROOT:-/sys}
 DEV_ROOT=${DEV_ROOT:-/dev}
+PROC_MOUNTS=${PROC_MOUNTS:-/proc/mounts}
 
 prog=dpdk-launcher
 die() { echo "$prog: $*" >&2; exit 1; }
@@ -108,7 +114,7 @@ while [ $# -gt 0 ]; do
     --device=*) devices="$devices ${1#--device=}"; shift ;;
     --print) print=1; shift ;;
     --no-check) check=0; shift ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h | --help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     --) shift; break ;;
     *) echo "$prog: unknown option $1" >&2; usage ;;
   esac
@@ -157,11 +163,23 @@ for pair in $pairs; do
       *)
         # The info names the node as the host sees it; in the container it is at the same path.
         [ -c "$DEV_ROOT/${node#/dev/}" ] || die "$addr: $node is missing: is the VF bound to vfio-pci, and was it allocated to this container?"
+        [ -c "$DEV_ROOT/vfio/vfio" ] || die "$addr: /dev/vfio/vfio (the VFIO container node) is missing: the device plugin hands it out with every vfio-pci device; was the device allocated to this container?"
         ;;
     esac
   fi
   eal="$eal -a $addr"
 done
+
+if [ "$check" = 1 ]; then
+  nohuge=0
+  for arg do
+    if [ "$arg" = -- ]; then break; fi
+    if [ "$arg" = --no-huge ]; then nohuge=1; fi
+  done
+  if [ "$nohuge" = 0 ] && ! awk '$3 == "hugetlbfs" { found = 1 } END { exit !found }' "$PROC_MOUNTS" 2>/dev/null; then
+    echo "$prog: warning: no hugetlbfs mounted: request hugepages-2Mi (or -1Gi) in the pod and mount an emptyDir with medium HugePages, or pass --no-huge" >&2
+  fi
+fi
 
 # APP [ARGS before --] EAL [-- ARGS after], built in the positional parameters.
 inserted=0
@@ -185,15 +203,16 @@ if [ "$inserted" = 0 ]; then
   set -- "$@" $eal
 fi
 
+out=""
+for arg do
+  case $arg in
+    "" | *[!A-Za-z0-9_./:,=@%+-]*) arg="'$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")'" ;;
+  esac
+  out="${out:+$out }$arg"
+done
 if [ "$print" = 1 ]; then
-  out=""
-  for arg do
-    case $arg in
-      "" | *[!A-Za-z0-9_./:,=@%+-]*) arg="'$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")'" ;;
-    esac
-    out="${out:+$out }$arg"
-  done
   printf '%s\n' "$out"
   exit 0
 fi
+echo "$prog: exec $out" >&2
 exec "$@"

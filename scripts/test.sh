@@ -18,7 +18,7 @@ bash scripts/validate-manifests.sh
 echo "== Dockerfile build step (static release binaries, as the image builds them)"
 bash scripts/check-dockerfile.sh
 echo "== shellcheck (scripts, lab)"
-shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/guest-lib.sh tests/lab/scenarios/*.sh
+shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/*.sh tests/lab/scenarios/*.sh
 echo "== the kubelet's own device manager (Go, k8s.io/kubernetes) driving the plugin"
 bash scripts/peer-kubelet.sh
 echo "== emulated SR-IOV lab (scripts/lab.sh all)"
