@@ -21,5 +21,7 @@ echo "== shellcheck (scripts, lab)"
 shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/*.sh tests/lab/scenarios/*.sh
 echo "== the kubelet's own device manager (Go, k8s.io/kubernetes) driving the plugin"
 bash scripts/peer-kubelet.sh
+echo "== benchmarks, quick mode (checks the harness runs)"
+bash bench/run.sh --quick
 echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all
