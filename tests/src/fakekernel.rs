@@ -137,8 +137,13 @@ fn step_pf(sys: &FakeSysfs, pf: &FakePf, knobs: &Knobs) {
         }
         sys.add_vf(&pf.addr, i, &d);
     }
-    // The kernel's file reads back what was asked even when the driver created fewer.
-    let _ = fs::write(dir.join("sriov_numvfs"), format!("{asked}\n"));
+    // The file keeps what was written (the kernel reads back the asked count even when the
+    // driver created fewer); `add_vf` rewrote it with the count created, so put it back unless
+    // a newer write replaced it meanwhile.
+    // (`add_vf` counts each new VF into the file: only undo our own increments.)
+    if read(&dir.join("sriov_numvfs")) == (asked + n.saturating_sub(have)).to_string() {
+        let _ = fs::write(dir.join("sriov_numvfs"), format!("{asked}\n"));
+    }
 }
 
 fn step_probe(sys: &FakeSysfs, knobs: &Knobs) {
