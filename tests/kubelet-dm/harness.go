@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	cadvisorapi "github.com/google/cadvisor/lib/model"
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/klog/v2"
@@ -278,6 +280,39 @@ func (ns *Netns) SetPeer(netdev string, up bool) error {
 		state = "up"
 	}
 	return run("ip", "-n", ns.Name, "link", "set", ns.Peers[netdev], state)
+}
+
+// Uevent broadcasts a PCI uevent inside the namespace, as the kernel does after a driver binds
+// or unbinds (a fake sysfs change makes none). Userspace uevents stay in the sending network
+// namespace, so only the plugin under test hears it. driver is "" for an unbind.
+func (ns *Netns) Uevent(action, addr, driver string) error {
+	devpath := "/devices/pci0000:00/" + addr
+	msg := fmt.Sprintf("%s@%s\x00ACTION=%s\x00DEVPATH=%s\x00SUBSYSTEM=pci\x00", action, devpath, action, devpath)
+	if driver != "" {
+		msg += "DRIVER=" + driver + "\x00"
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The thread enters the namespace and is never given back to the scheduler's pool.
+		runtime.LockOSThread()
+		errc <- func() error {
+			f, err := os.Open(filepath.Join("/var/run/netns", ns.Name))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("setns %s: %w", ns.Name, err)
+			}
+			fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_KOBJECT_UEVENT)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Sendto(fd, []byte(msg), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1})
+		}()
+	}()
+	return <-errc
 }
 
 // Delete removes the namespace (and every veth in it).

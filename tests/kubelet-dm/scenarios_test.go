@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -88,6 +90,9 @@ func TestHealthThroughDeviceManager(t *testing.T) {
 		if err := fs.Bind(vf, ""); err != nil {
 			t.Fatal(err)
 		}
+		if err := e.ns.Uevent("unbind", vf, ""); err != nil {
+			t.Fatal(err)
+		}
 		want := map[string]Counts{resNet: {Capacity: 12, Allocatable: 11}, resDPDK: {Capacity: 4, Allocatable: 4}}
 		took, got, ok := k.WaitCapacity(want, 10*time.Second)
 		if !ok {
@@ -102,6 +107,9 @@ func TestHealthThroughDeviceManager(t *testing.T) {
 			}
 		}
 		if err := fs.Bind(vf, "bnxt_en"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ns.Uevent("bind", vf, "bnxt_en"); err != nil {
 			t.Fatal(err)
 		}
 		if took, got, ok := k.WaitCapacity(fullCapacity, 10*time.Second); !ok {
@@ -265,7 +273,8 @@ func TestRepeatedKubeletRestarts(t *testing.T) {
 }
 
 // TestCDI runs the plugin with --cdi: the device manager must hand the runtime fully-qualified
-// CDI device names, each defined in the pool's spec file in --cdi-dir.
+// CDI device names, each defined in the pool's spec file in --cdi-dir with the device nodes the
+// container needs; the device specs are then left to CDI (none in the Allocate answer).
 func TestCDI(t *testing.T) {
 	e := newEnv(t)
 	k := e.startKubelet()
@@ -280,31 +289,62 @@ func TestCDI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GetDeviceRunContainerOptions: %v", err)
 	}
-	checkDPDKOptions(t, e, o, allocated(k, p, resDPDK))
+	ids := allocated(k, p, resDPDK)
+	env := envMap(o)
+	t.Logf("envs: %v", env)
+	t.Logf("devices: %+v", o.Devices)
+	t.Logf("CDI devices: %+v", o.CDIDevices)
+	got := strings.Split(env[envDPDK], ",")
+	sort.Strings(got)
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("%s=%q, want the allocated %v", envDPDK, env[envDPDK], ids)
+	}
+	if len(o.Devices) != 0 {
+		t.Errorf("device specs %+v with --cdi, want none (the CDI spec carries the device nodes)", o.Devices)
+	}
 	specPath := filepath.Join(e.cdi, "sriov-dp-arm.com-ps225_dpdk.json")
-	defined := map[string]bool{}
+	nodes := map[string][]string{}
 	if b, err := os.ReadFile(specPath); err != nil {
 		t.Errorf("CDI spec file: %v", err)
 	} else {
 		var spec struct {
 			Kind    string `json:"kind"`
 			Devices []struct {
-				Name string `json:"name"`
+				Name           string `json:"name"`
+				ContainerEdits struct {
+					DeviceNodes []struct {
+						Path string `json:"path"`
+					} `json:"deviceNodes"`
+				} `json:"containerEdits"`
 			} `json:"devices"`
 		}
 		if err := json.Unmarshal(b, &spec); err != nil {
 			t.Errorf("%s: %v", specPath, err)
 		}
 		for _, d := range spec.Devices {
-			defined[spec.Kind+"="+d.Name] = true
+			var paths []string
+			for _, n := range d.ContainerEdits.DeviceNodes {
+				paths = append(paths, n.Path)
+			}
+			sort.Strings(paths)
+			nodes[spec.Kind+"="+d.Name] = paths
 		}
 	}
-	if len(o.CDIDevices) == 0 {
-		t.Errorf("no CDI devices in the container options with --cdi (spec: cdi_devices is filled)")
+	if len(o.CDIDevices) != len(ids) {
+		t.Errorf("CDI devices %+v with --cdi, want one per allocated device %v", o.CDIDevices, ids)
 	}
+	vfio := e.vfs("vfio-pci")
 	for _, c := range o.CDIDevices {
-		if !defined[c.Name] {
-			t.Errorf("CDI device %q is not defined in %s (defines %v)", c.Name, specPath, sets.List(sets.KeySet(defined)))
+		paths, ok := nodes[c.Name]
+		if !ok {
+			t.Errorf("CDI device %q is not defined in %s (defines %v)", c.Name, specPath, sets.List(sets.KeySet(nodes)))
+			continue
+		}
+		id := strings.TrimPrefix(c.Name, resDPDK+"=")
+		want := []string{fmt.Sprintf("/dev/vfio/%d", vfio[id].Group), "/dev/vfio/vfio"}
+		sort.Strings(want)
+		if strings.Join(paths, ",") != strings.Join(want, ",") {
+			t.Errorf("CDI device %q has device nodes %v, want %v", c.Name, paths, want)
 		}
 	}
 }
