@@ -23,7 +23,7 @@ pub enum Ipam {
 
 pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
     let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
-    let Some(first) = State::load(&p)? else {
+    let Some(first) = State::load_for_del(&p)? else {
         if let Some((st, file)) = crate::legacy::load(
             &env.state_dir,
             &env.container_id,

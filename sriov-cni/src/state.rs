@@ -10,7 +10,7 @@ use serde_json::Value;
 use sriov_host::netlink::VfInfo;
 use sriov_host::{MacAddr, PciAddress};
 
-use crate::error::{CniError, Result, IO};
+use crate::error::{CniError, Result, DECODE, IO};
 use crate::netconf::PfSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,10 +77,28 @@ impl State {
         path(dir, &self.container_id, &self.ifname)
     }
 
+    /// Replace the state file. Not fsynced: the file must survive this process dying at any
+    /// point (the rename makes it all-or-nothing), but what it describes (a VF inside a pod's
+    /// netns) does not survive a host crash, and three fsyncs would double an ADD's own time.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let p = self.path(dir);
         let json = serde_json::to_vec_pretty(self).map_err(|e| io("encoding state", &p, e))?;
-        sriov_host::devinfo::write_atomic(&p, &json).map_err(|e| io("writing state", &p, e))
+        sriov_host::devinfo::replace_file(&p, &json, false).map_err(|e| io("writing state", &p, e))
+    }
+
+    /// The state at `p` for DEL: `None` when there is none, or when the file cannot be parsed
+    /// (empty or torn after a power loss, or not ours): such a file is renamed to `*.corrupt`
+    /// and logged, so the attachment can still be released instead of failing DEL forever.
+    pub fn load_for_del(p: &Path) -> Result<Option<State>> {
+        match Self::load(p) {
+            Err(e) if e.code == DECODE => {
+                let aside = p.with_extension("json.corrupt");
+                tracing::warn!(error = %e, moved_to = %aside.display(), "state file unreadable; releasing without it");
+                fs::rename(p, &aside).map_err(|e| io("moving aside", p, e))?;
+                Ok(None)
+            }
+            r => r,
+        }
     }
 
     /// The state at `p`, `None` when there is none.
@@ -88,7 +106,7 @@ impl State {
         match fs::read(p) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
-                .map_err(|e| io("reading state", p, e)),
+                .map_err(|e| CniError::new(DECODE, format!("reading state {}: {e}", p.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("reading state", p, e)),
         }

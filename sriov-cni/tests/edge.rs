@@ -490,3 +490,24 @@ fn del_releases_an_attachment_made_by_the_go_plugin() {
     assert_restored(&bed, &vf);
     assert!(!file.exists(), "cache removed");
 }
+
+#[test]
+fn del_with_a_torn_state_file_releases_and_keeps_it_aside() {
+    let Some(bed) = Bed::new("torn") else { return };
+    let vf = bed.add_vf(1);
+    let pod = bed.pod("p1");
+    let c = conf(&vf.pci, json!({}));
+    ok(&sriov(&bed, "ADD", &c, "torn1", Some(&pod), "net1"), "ADD");
+    // What a power loss can leave of a file that was renamed into place without an fsync.
+    let st = bed.state_dir().join("torn1-net1.json");
+    std::fs::write(&st, b"").unwrap();
+    let del = sriov(&bed, "DEL", &c, "torn1", Some(&pod), "net1");
+    ok(&del, "DEL with an empty state file");
+    assert!(!st.exists());
+    assert!(bed.state_dir().join("torn1-net1.json.corrupt").exists());
+    // DEL again (the runtime retries): nothing left to do.
+    ok(
+        &sriov(&bed, "DEL", &c, "torn1", Some(&pod), "net1"),
+        "second DEL",
+    );
+}
