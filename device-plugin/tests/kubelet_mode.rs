@@ -459,9 +459,18 @@ async fn sigterm_removes_sockets_and_exits_0() {
         .dp_dir()
         .join("arm.com_ps225_sriov_netdevice.sock")
         .exists());
+    // The test kubelet keeps its connections (and the ListAndWatch streams) open.
+    let t0 = std::time::Instant::now();
     plugin.sigterm();
     let st = plugin.wait(T).await;
+    let took = t0.elapsed();
     assert_eq!(st.code(), Some(0), "{}", plugin.log());
+    println!("SIGTERM to exit with the kubelet connected: {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "SIGTERM took {took:?}\n{}",
+        plugin.log()
+    );
     assert!(!bed
         .dp_dir()
         .join("arm.com_ps225_sriov_netdevice.sock")

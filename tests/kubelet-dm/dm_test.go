@@ -33,6 +33,9 @@ const (
 	// How long the plugin may take to (re-)register after a kubelet (re)start: the contract
 	// says it reacts to the filesystem event (upstream polls every 5 s).
 	reRegisterLimit = 5 * time.Second
+	// How long SIGTERM may take while the device manager holds its connections: the streams end
+	// and the sockets go at once; a DaemonSet rollout waits for this.
+	stopLimit = 1 * time.Second
 )
 
 var fullCapacity = map[string]Counts{
@@ -472,9 +475,15 @@ func TestKubeletMode(t *testing.T) {
 	})
 
 	t.Run("plugin stop", func(t *testing.T) {
+		t0 := time.Now()
 		code, err := e.plugin.Stop(10 * time.Second)
 		if err != nil || code != 0 {
 			t.Errorf("SIGTERM: exit code %d, %v; contract: 0 on a clean stop", code, err)
+		}
+		took := time.Since(t0)
+		t.Logf("SIGTERM to exit with the device manager connected: %v", took.Round(time.Millisecond))
+		if took > stopLimit {
+			t.Errorf("SIGTERM to exit took %v, more than %v", took.Round(time.Millisecond), stopLimit)
 		}
 		ents, _ := os.ReadDir(e.dp)
 		for _, de := range ents {
