@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use sriov_tests::fakesys::{Dev, BRCM, PS225_VF};
-use sriov_tests::netbed::{Att, Bed, BedVf, CNI_PATH, PF_PCI};
+use sriov_tests::netbed::{Att, Bed, BedVf, CNI_PATH};
 
 use crate::report::Section;
 use crate::stats::{ms, Samples};
@@ -18,33 +17,6 @@ use crate::Settings;
 /// Debian's reference plugin.
 pub fn host_device() -> PathBuf {
     Path::new(CNI_PATH).join("host-device")
-}
-
-/// VF `i` of the bed's PF (`0000:03:{0x10 + i/8}.{i%8}`, netdev `bvf<i>`, a veth whose peer
-/// `bvp<i>` stays in the host netns). Unlike `Bed::add_vf`, more than 8 VFs fit.
-fn add_vf(bed: &Bed, i: u32) -> BedVf {
-    let pci = format!("0000:03:{:02x}.{}", 0x10 + i / 8, i % 8);
-    let netdev = format!("bvf{i}");
-    let peer = format!("bvp{i}");
-    let mac = format!("02:00:00:00:20:{i:02x}");
-    bed.ip_host(&[
-        "link", "add", &netdev, "address", &mac, "mtu", "1500", "type", "veth", "peer", "name",
-        &peer,
-    ]);
-    bed.ip_host(&["link", "set", &peer, "up"]);
-    bed.sys.add_vf(
-        PF_PCI,
-        i,
-        &Dev::new(&pci, BRCM, PS225_VF)
-            .driver("bnxt_en")
-            .netdev(&netdev),
-    );
-    BedVf {
-        pci,
-        netdev,
-        mac,
-        mtu: 1500,
-    }
 }
 
 /// One plugin set-up: binary and network config.
@@ -123,7 +95,7 @@ pub fn add_del(s: &Settings) -> Result<Section> {
     let hd = host_device();
     let have_hd = hd.is_file();
     let ipam = bed.host_local("10.77.10.0/24", "10.77.10.1");
-    let vfs: Vec<BedVf> = (0..5).map(|i| add_vf(&bed, i)).collect();
+    let vfs: Vec<BedVf> = (0..5).map(|i| bed.add_vf(i)).collect();
     let pod = bed.pod("p1");
     // The same plugin with its state files on tmpfs: what the state file's fsync costs.
     let tmpfs_state = tempfile::Builder::new()
@@ -281,7 +253,7 @@ pub fn concurrency(s: &Settings) -> Result<Section> {
     };
     let hd = host_device();
     let ipam = bed.host_local("10.77.0.0/16", "10.77.0.1");
-    let vfs: Vec<BedVf> = (0..n).map(|i| add_vf(&bed, i)).collect();
+    let vfs: Vec<BedVf> = (0..n).map(|i| bed.add_vf(i)).collect();
     let pods: Vec<PathBuf> = (0..n).map(|i| bed.pod(&format!("c{i}"))).collect();
     let mut setups: Vec<(&'static str, &'static str, String)> = vec![
         ("sriov", "none", s.cni_bin.clone()),

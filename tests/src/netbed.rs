@@ -149,10 +149,11 @@ impl Bed {
         ip(&a)
     }
 
-    /// VF `index` of the PF: PCI `0000:03:10.<index>`, netdev `vf<index>` (a veth whose peer
-    /// `vp<index>` stays in the host netns), bound to `bnxt_en`.
+    /// VF `index` of the PF: PCI `0000:03:10.<index>` (`0000:03:11.0` from index 8 on),
+    /// netdev `vf<index>` (a veth whose peer `vp<index>` stays in the host netns), bound to
+    /// `bnxt_en`.
     pub fn add_vf(&self, index: u32) -> BedVf {
-        let pci = format!("0000:03:10.{index}");
+        let pci = format!("0000:03:{:02x}.{}", 0x10 + index / 8, index % 8);
         let netdev = format!("vf{index}");
         let mac = format!("02:00:00:00:10:{index:02x}");
         self.ip_host(&[
