@@ -35,6 +35,21 @@ pub fn sriov(
     bed.run(BIN, cmd, conf, &att, &[])
 }
 
+/// `cmd` for the usual attachment: container `c1`, interface `net1` in `pod`.
+pub fn c1(bed: &Bed, cmd: &str, conf: &Value, pod: &Path) -> CniOut {
+    sriov(bed, cmd, conf, "c1", Some(pod), "net1")
+}
+
+/// What the kernel does with a VF netdev whose pod netns goes away: it comes back to the host
+/// under its pod name with the pod's MAC and MTU. A veth dies with its netns instead, so a new
+/// one (peer `<name>p`) stands in.
+pub fn returned_from_pod(bed: &Bed, name: &str, mac: &str, mtu: u32) {
+    let (peer, mtu) = (format!("{name}p"), mtu.to_string());
+    bed.ip_host(&[
+        "link", "add", name, "address", mac, "mtu", &mtu, "type", "veth", "peer", "name", &peer,
+    ]);
+}
+
 /// With `prevResult` added, as the runtime does for CHECK and DEL.
 pub fn with_prev(conf: &Value, prev: &Value) -> Value {
     let mut c = conf.clone();

@@ -32,20 +32,7 @@ fn busy_vf_is_refused_and_stale_holder_is_cleaned_up() {
     // (A fake sysfs cannot follow a rename made during the run, so it comes back under its
     // original name here; the rename-back path is covered by the netns-gone DEL test.)
     bed.delete_pod(&p1);
-    bed.ip_host(&[
-        "link",
-        "add",
-        &vf.netdev,
-        "address",
-        "02:ff:00:00:00:02",
-        "mtu",
-        "1450",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vp1b",
-    ]);
+    returned_from_pod(&bed, &vf.netdev, "02:ff:00:00:00:02", 1450);
     let add = sriov(&bed, "ADD", &c, "second2", Some(&p2), "net1");
     ok(&add, "ADD after the stale holder is cleaned up");
     let l = bed.link(Some(&p2), "net1").expect("in the new pod");
@@ -68,14 +55,7 @@ fn pf_side_setting_on_a_pf_without_vf_info_is_code_101() {
         (json!({"link_state": "enable"}), "link_state"),
         (json!({"max_tx_rate": 100}), "max_tx_rate"),
     ] {
-        let add = sriov(
-            &bed,
-            "ADD",
-            &conf(&vf.pci, extra.clone()),
-            "c1",
-            Some(&pod),
-            "net1",
-        );
+        let add = c1(&bed, "ADD", &conf(&vf.pci, extra.clone()), &pod);
         assert_eq!(add.code(), Some(101), "{extra}: {}", add.stdout);
         assert!(
             add.msg().starts_with(field) && add.msg().contains("pf0"),
@@ -86,27 +66,10 @@ fn pf_side_setting_on_a_pf_without_vf_info_is_code_101() {
     }
     // Nothing requested: a PF without VF info is fine.
     ok(
-        &sriov(
-            &bed,
-            "ADD",
-            &conf(&vf.pci, json!({})),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
+        &c1(&bed, "ADD", &conf(&vf.pci, json!({})), &pod),
         "plain ADD",
     );
-    ok(
-        &sriov(
-            &bed,
-            "DEL",
-            &conf(&vf.pci, json!({})),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
-        "DEL",
-    );
+    ok(&c1(&bed, "DEL", &conf(&vf.pci, json!({})), &pod), "DEL");
 }
 
 #[test]
@@ -120,7 +83,7 @@ fn dpdk_mode_add_del() {
         json!({"ipam": bed.host_local("10.77.6.0/24", "10.77.6.1")}),
     );
     c["runtimeConfig"] = json!({"CNIDeviceInfoFile": devinfo});
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     ok(&add, "DPDK ADD");
     assert_eq!(add.json["interfaces"][0]["pciID"], pci.as_str());
     assert_eq!(add.json["ips"][0]["address"], "10.77.6.2/24");
@@ -131,16 +94,10 @@ fn dpdk_mode_add_del() {
         info,
         json!({"type":"pci","version":"1.1.0","pci":{"pci-address": pci,"pf-pci-address":"0000:03:00.0"}})
     );
-    ok(
-        &sriov(&bed, "DEL", &c, "c1", Some(&pod), "net1"),
-        "DPDK DEL",
-    );
+    ok(&c1(&bed, "DEL", &c, &pod), "DPDK DEL");
     assert!(!devinfo.exists(), "device-info file removed");
     assert!(!bed.state_dir().join("c1-net1.json").exists());
-    ok(
-        &sriov(&bed, "DEL", &c, "c1", Some(&pod), "net1"),
-        "DPDK DEL again",
-    );
+    ok(&c1(&bed, "DEL", &c, &pod), "DPDK DEL again");
     let vlan = sriov(
         &bed,
         "ADD",
@@ -281,7 +238,7 @@ fn results_follow_the_config_version() {
         &vf.pci,
         json!({"cniVersion": "0.4.0", "mtu": 1400, "ipam": bed.host_local("10.77.7.0/24", "10.77.7.1")}),
     );
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     ok(&add, "ADD 0.4.0");
     assert_eq!(add.json["cniVersion"], "0.4.0");
     assert_eq!(add.json["ips"][0]["version"], "4");
@@ -290,27 +247,10 @@ fn results_follow_the_config_version() {
         "no mtu before 1.0.0"
     );
     ok(
-        &sriov(
-            &bed,
-            "CHECK",
-            &with_prev(&c, &add.json),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
+        &c1(&bed, "CHECK", &with_prev(&c, &add.json), &pod),
         "CHECK 0.4.0",
     );
-    ok(
-        &sriov(
-            &bed,
-            "DEL",
-            &with_prev(&c, &add.json),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
-        "DEL",
-    );
+    ok(&c1(&bed, "DEL", &with_prev(&c, &add.json), &pod), "DEL");
     assert_restored(&bed, &vf);
 }
 
@@ -367,7 +307,7 @@ fn logs_go_to_the_log_file_never_stdout() {
         &vf.pci,
         json!({"logLevel": "debug", "logFile": log, "someForeignKey": 1}),
     );
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     ok(&add, "ADD");
     assert!(
         add.stdout.trim_start().starts_with('{') && add.json.is_object(),
@@ -378,7 +318,7 @@ fn logs_go_to_the_log_file_never_stdout() {
         text.contains("attaching VF") && text.contains("someForeignKey"),
         "{text}"
     );
-    ok(&sriov(&bed, "DEL", &c, "c1", Some(&pod), "net1"), "DEL");
+    ok(&c1(&bed, "DEL", &c, &pod), "DEL");
 }
 
 #[test]
@@ -396,7 +336,7 @@ fn ifname_taken_in_the_pod_rolls_back() {
         &vf.pci,
         json!({"mtu": 1300, "ipam": bed.host_local("10.77.11.0/24", "10.77.11.1")}),
     );
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     assert_eq!(add.code(), Some(102), "{}", add.stdout);
     assert!(
         add.msg().contains("net1") && add.msg().contains("exists"),
@@ -436,7 +376,7 @@ fn cni_args_mac_and_check_without_add() {
     let bad = bed.run(BIN, "ADD", &c, &att, &[("CNI_ARGS", "MAC=02:00")]);
     assert_eq!(bad.code(), Some(4), "{}", bad.stdout);
     assert!(bad.msg().contains("CNI_ARGS MAC"), "{}", bad.msg());
-    let chk = sriov(&bed, "CHECK", &c, "c1", Some(&pod), "net1");
+    let chk = c1(&bed, "CHECK", &c, &pod);
     assert_eq!(chk.code(), Some(3), "{}", chk.stdout);
     assert_restored(&bed, &vf);
 }

@@ -17,7 +17,7 @@ fn add_check_del_restores_everything() {
         &vf.pci,
         json!({"mtu": 1400, "ipam": bed.host_local("10.77.1.0/24", "10.77.1.1")}),
     );
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     ok(&add, "ADD");
     let r = &add.json;
     assert_eq!(r["cniVersion"], "1.0.0");
@@ -66,15 +66,15 @@ fn add_check_del_restores_everything() {
     let state = bed.state_dir().join("c1-net1.json");
     assert!(state.exists());
 
-    let chk = sriov(&bed, "CHECK", &with_prev(&c, r), "c1", Some(&pod), "net1");
+    let chk = c1(&bed, "CHECK", &with_prev(&c, r), &pod);
     ok(&chk, "CHECK");
 
-    let del = sriov(&bed, "DEL", &with_prev(&c, r), "c1", Some(&pod), "net1");
+    let del = c1(&bed, "DEL", &with_prev(&c, r), &pod);
     ok(&del, "DEL");
     assert!(bed.link(Some(&pod), "net1").is_none());
     assert_restored(&bed, &vf);
     assert!(!state.exists(), "state removed");
-    let del2 = sriov(&bed, "DEL", &c, "c1", Some(&pod), "net1");
+    let del2 = c1(&bed, "DEL", &c, &pod);
     ok(&del2, "second DEL");
     assert_restored(&bed, &vf);
 }
@@ -90,26 +90,13 @@ fn del_after_pod_netns_is_gone_finds_the_netdev_in_the_host() {
         &vf.pci,
         json!({"mtu": 1400, "ipam": bed.host_local("10.77.2.0/24", "10.77.2.1")}),
     );
-    ok(&sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1"), "ADD");
+    ok(&c1(&bed, "ADD", &c, &pod), "ADD");
     bed.delete_pod(&pod);
     // The kernel hands a real VF netdev back under its pod name; a veth dies with the netns, so
     // stand one in with that name and a changed MAC/MTU, and show it in the VF's net/ directory.
-    bed.ip_host(&[
-        "link",
-        "add",
-        "net1",
-        "address",
-        "02:ff:00:00:00:01",
-        "mtu",
-        "1400",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vp1b",
-    ]);
+    returned_from_pod(&bed, "net1", "02:ff:00:00:00:01", 1400);
     bed.sys.set_netdev(&vf.pci, Some("net1"));
-    let del = sriov(&bed, "DEL", &c, "c1", Some(&pod), "net1");
+    let del = c1(&bed, "DEL", &c, &pod);
     ok(&del, "DEL with the netns gone");
     assert_restored(&bed, &vf);
     assert!(bed.link(None, "net1").is_none(), "renamed back");
@@ -145,7 +132,7 @@ fn ipam_failure_rolls_back_the_move() {
     );
 
     let c = conf(&vf.pci, json!({"mtu": 1300, "ipam": ipam}));
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     assert!(!add.ok, "ADD should fail: {}", add.stdout);
     assert!(add.msg().contains("ipam host-local ADD"), "{}", add.msg());
     assert!(
@@ -160,7 +147,7 @@ fn ipam_failure_rolls_back_the_move() {
 
     // An IPAM plugin that does not exist is caught before anything changes.
     let c = conf(&vf.pci, json!({"ipam": {"type": "no-such-ipam"}}));
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     assert_eq!(add.code(), Some(7), "{}", add.stdout);
     assert!(add.msg().contains("no-such-ipam"), "{}", add.msg());
     assert_restored(&bed, &vf);
@@ -177,7 +164,7 @@ fn chained_tuning_then_check() {
         &vf.pci,
         json!({"ipam": bed.host_local("10.77.4.0/24", "10.77.4.1")}),
     );
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     ok(&add, "ADD");
     let tuning = json!({"cniVersion": "1.0.0", "name": "sriov-test", "type": "tuning", "mac": "02:bb:00:00:00:05", "prevResult": add.json});
     let att = Att {
@@ -193,25 +180,11 @@ fn chained_tuning_then_check() {
     );
     // CHECK compares with the chain's final result...
     ok(
-        &sriov(
-            &bed,
-            "CHECK",
-            &with_prev(&c, &t.json),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
+        &c1(&bed, "CHECK", &with_prev(&c, &t.json), &pod),
         "CHECK with tuning's result",
     );
     // ...so the result before tuning no longer matches.
-    let stale = sriov(
-        &bed,
-        "CHECK",
-        &with_prev(&c, &add.json),
-        "c1",
-        Some(&pod),
-        "net1",
-    );
+    let stale = c1(&bed, "CHECK", &with_prev(&c, &add.json), &pod);
     assert!(!stale.ok && stale.msg().contains("MAC"), "{}", stale.stdout);
     // An address removed behind our back is reported.
     sriov_tests::netbed::ip(&[
@@ -222,30 +195,13 @@ fn chained_tuning_then_check() {
         "dev",
         "net1",
     ]);
-    let gone = sriov(
-        &bed,
-        "CHECK",
-        &with_prev(&c, &t.json),
-        "c1",
-        Some(&pod),
-        "net1",
-    );
+    let gone = c1(&bed, "CHECK", &with_prev(&c, &t.json), &pod);
     assert!(
         !gone.ok && gone.msg().contains("lacks address"),
         "{}",
         gone.stdout
     );
-    ok(
-        &sriov(
-            &bed,
-            "DEL",
-            &with_prev(&c, &t.json),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
-        "DEL",
-    );
+    ok(&c1(&bed, "DEL", &with_prev(&c, &t.json), &pod), "DEL");
     assert_restored(&bed, &vf);
 }
 
@@ -318,7 +274,7 @@ fn dual_stack_addresses_and_routes() {
         "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
     });
     let c = conf(&vf.pci, json!({"ipam": ipam}));
-    let add = sriov(&bed, "ADD", &c, "c1", Some(&pod), "net1");
+    let add = c1(&bed, "ADD", &c, &pod);
     ok(&add, "dual-stack ADD");
     let addrs = bed.addrs(Some(&pod), "net1");
     assert!(addrs.contains(&"10.77.8.2/24".to_string()), "{addrs:?}");
@@ -326,27 +282,7 @@ fn dual_stack_addresses_and_routes() {
     let ns = pod.file_name().unwrap().to_str().unwrap();
     let r6 = sriov_tests::netbed::ip(&["-6", "-n", ns, "route", "show", "default"]);
     assert!(r6.contains("via fd00:77:8::1"), "{r6}");
-    ok(
-        &sriov(
-            &bed,
-            "CHECK",
-            &with_prev(&c, &add.json),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
-        "CHECK",
-    );
-    ok(
-        &sriov(
-            &bed,
-            "DEL",
-            &with_prev(&c, &add.json),
-            "c1",
-            Some(&pod),
-            "net1",
-        ),
-        "DEL",
-    );
+    ok(&c1(&bed, "CHECK", &with_prev(&c, &add.json), &pod), "CHECK");
+    ok(&c1(&bed, "DEL", &with_prev(&c, &add.json), &pod), "DEL");
     assert_restored(&bed, &vf);
 }
