@@ -101,36 +101,51 @@ fn device_env(resource: &ResourceName, a: PciAddress) -> String {
     format!("{}_{addr}={a}", resource.env_name())
 }
 
+/// The device nodes a device's CDI entry holds: those Allocate would hand out. A device whose
+/// nodes cannot be found gets none; Allocate refuses such a device anyway, naming the missing node.
+fn device_nodes(pool: &Pool, paths: &HostPaths, a: PciAddress) -> Vec<String> {
+    match DeviceNodes::read(pool, paths, a) {
+        Ok(n) => n.nodes,
+        Err(e) => {
+            tracing::warn!(pool = %pool.config.resource, pci = %a, error = %e, "CDI spec: device without its device nodes");
+            Vec::new()
+        }
+    }
+}
+
 /// The spec of a pool for `devices`, or `None` when there is nothing to write (CDI refuses a
-/// spec without devices). A device whose nodes cannot be found gets only its environment
-/// variable; Allocate refuses such a device anyway, naming the missing node.
+/// spec without devices).
 pub fn build_spec(
     pool: &Pool,
     paths: &HostPaths,
     devices: &[PciAddress],
 ) -> Result<Option<Value>, CdiError> {
-    let kind = kind(&pool.config.resource)?;
+    let nodes: Vec<(PciAddress, Vec<String>)> = devices
+        .iter()
+        .map(|&a| (a, device_nodes(pool, paths, a)))
+        .collect();
+    spec_from_nodes(&pool.config.resource, &nodes)
+}
+
+fn spec_from_nodes(
+    resource: &ResourceName,
+    devices: &[(PciAddress, Vec<String>)],
+) -> Result<Option<Value>, CdiError> {
+    let kind = kind(resource)?;
     if devices.is_empty() {
         return Ok(None);
     }
     let devs: Vec<Value> = devices
         .iter()
-        .map(|&a| {
-            let nodes = match DeviceNodes::read(pool, paths, a) {
-                Ok(n) => n.nodes,
-                Err(e) => {
-                    tracing::warn!(pool = %pool.config.resource, pci = %a, error = %e, "CDI spec: device without its device nodes");
-                    Vec::new()
-                }
-            };
-            let mut edits = json!({ "env": [device_env(&pool.config.resource, a)] });
+        .map(|(a, nodes)| {
+            let mut edits = json!({ "env": [device_env(resource, *a)] });
             if !nodes.is_empty() {
                 edits["deviceNodes"] = nodes
                     .iter()
                     .map(|p| json!({ "path": p, "permissions": "rw" }))
                     .collect();
             }
-            json!({ "name": device_name(a), "containerEdits": edits })
+            json!({ "name": device_name(*a), "containerEdits": edits })
         })
         .collect();
     Ok(Some(json!({
@@ -140,12 +155,20 @@ pub fn build_spec(
     })))
 }
 
+/// What was last written to one spec file.
+#[derive(Debug, PartialEq)]
+struct Written {
+    content: Option<Vec<u8>>,
+    /// The device nodes of each device in it.
+    nodes: HashMap<PciAddress, Vec<String>>,
+}
+
 /// The CDI side of the daemon: where specs go, and what was last written per spec file.
 #[derive(Debug)]
 pub struct Cdi {
     dir: PathBuf,
-    /// Spec file name -> content last written; held while writing, so writers never interleave.
-    written: Mutex<HashMap<String, Option<Vec<u8>>>>,
+    /// Spec file name -> what was last written; held while writing, so writers never interleave.
+    written: Mutex<HashMap<String, Written>>,
 }
 
 impl Cdi {
@@ -167,19 +190,23 @@ impl Cdi {
     /// Bring the pool's spec file in line with its current device list: written (atomically)
     /// when its content changed, removed when the pool has no device.
     pub fn sync(&self, pool: &Pool, paths: &HostPaths) -> Result<(), CdiError> {
-        let ids: Vec<PciAddress> = pool.current().iter().map(|s| s.id).collect();
-        let spec = build_spec(pool, paths, &ids)?;
-        let content = match spec {
+        let nodes: Vec<(PciAddress, Vec<String>)> = pool
+            .current()
+            .iter()
+            .map(|s| (s.id, device_nodes(pool, paths, s.id)))
+            .collect();
+        let name = spec_file_name(&pool.config.resource);
+        let path = self.dir.join(&name);
+        let content = match spec_from_nodes(&pool.config.resource, &nodes)? {
             Some(v) => Some(serde_json::to_vec_pretty(&v).map_err(|e| CdiError::Write {
-                path: self.spec_path(&pool.config.resource),
+                path: path.clone(),
                 source: std::io::Error::other(e),
             })?),
             None => None,
         };
-        let name = spec_file_name(&pool.config.resource);
-        let path = self.dir.join(&name);
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if written.get(&name) == Some(&content) && (content.is_some() == path.exists()) {
+        let same = written.get(&name).is_some_and(|w| w.content == content);
+        if same && content.is_some() == path.exists() {
             return Ok(());
         }
         match &content {
@@ -188,12 +215,27 @@ impl Cdi {
                     path: path.clone(),
                     source,
                 })?;
-                tracing::info!(pool = %pool.config.resource, path = %path.display(), devices = ids.len(), "CDI spec written");
+                tracing::info!(pool = %pool.config.resource, path = %path.display(), devices = nodes.len(), "CDI spec written");
             }
             None => remove_file(&path)?,
         }
-        written.insert(name, content);
+        let nodes = nodes.into_iter().collect();
+        written.insert(name, Written { content, nodes });
         Ok(())
+    }
+
+    /// Whether the spec file on disk has `ids` with these device nodes.
+    fn holds(&self, pool: &Pool, paths: &HostPaths, ids: &[PciAddress]) -> bool {
+        let name = spec_file_name(&pool.config.resource);
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(w) = written.get(&name) else {
+            return false;
+        };
+        w.content.is_some()
+            && self.dir.join(&name).exists()
+            && ids
+                .iter()
+                .all(|&a| w.nodes.get(&a) == Some(&device_nodes(pool, paths, a)))
     }
 
     /// Remove a pool's spec file (a missing file is fine).
@@ -223,8 +265,11 @@ impl Cdi {
                 return;
             }
         };
-        // A device node may have appeared since the spec was last written (a driver bound).
-        if let Err(e) = self.sync(pool, paths) {
+        // A device node may have appeared since the spec was last written (a driver bound):
+        // the allocated devices are checked (cheap), the whole pool rewritten only if they differ.
+        if self.holds(pool, paths, ids) {
+            tracing::trace!(pool = %pool.config.resource, "CDI spec up to date");
+        } else if let Err(e) = self.sync(pool, paths) {
             tracing::warn!(pool = %pool.config.resource, error = %e, "Allocate answers with device specs");
             return;
         }

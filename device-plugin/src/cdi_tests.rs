@@ -262,6 +262,39 @@ fn apply_answers_with_qualified_names_and_keeps_envs() {
 }
 
 #[test]
+fn apply_rewrites_the_spec_only_when_an_allocated_devices_nodes_changed() {
+    let s = dpdk();
+    let cdi = Cdi::new(&s.dir.path().join("cdi"));
+    cdi.sync(&s.pool, &s.paths).unwrap();
+    let path = cdi.spec_path(&s.pool.config.resource);
+    let mtime = || fs::metadata(&path).unwrap().modified().unwrap();
+    let m0 = mtime();
+    std::thread::sleep(Duration::from_millis(20));
+    let id = "0000:03:10.6";
+    let alloc = |cdi: &Cdi| {
+        let mut r = crate::allocate::allocate(&s.pool, &s.paths, &[id.into()]).unwrap();
+        cdi.apply(&s.pool, &s.paths, &addrs(&[id]), &mut r);
+        assert_eq!(r.cdi_devices.len(), 1);
+    };
+    alloc(&cdi);
+    assert_eq!(mtime(), m0, "up to date: not rewritten by Allocate");
+
+    // The VF is now in IOMMU group 200 (e.g. rebound after a hot-plug): Allocate rewrites.
+    let link = s._f.dev_dir(id).join("iommu_group");
+    fs::remove_file(&link).unwrap();
+    fs::create_dir_all(s._f.root().join("kernel/iommu_groups/200/devices")).unwrap();
+    std::os::unix::fs::symlink("../../../kernel/iommu_groups/200", &link).unwrap();
+    fs::write(s.paths.dev_root.join("vfio/200"), "").unwrap();
+    alloc(&cdi);
+    let spec: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        spec["devices"][0]["containerEdits"]["deviceNodes"][1]["path"],
+        "/dev/vfio/200"
+    );
+    assert_valid_cdi(&spec);
+}
+
+#[test]
 fn apply_keeps_device_specs_for_a_pool_that_cannot_be_a_cdi_kind() {
     let s = setup(json!({"resourceName": "25g", "selectors": {"drivers": ["vfio-pci"]}}));
     let cdi = Cdi::new(&s.dir.path().join("cdi"));
