@@ -8,6 +8,7 @@ use sriov_host::{PciDevice, Role};
 
 use crate::daemon::Discovered;
 use crate::pool::pool_of;
+use crate::provisioning::PlanRow;
 
 /// One inventory row.
 #[derive(Debug, Serialize)]
@@ -17,6 +18,9 @@ pub struct Entry<'a> {
     pub vendor_name: Option<&'static str>,
     pub device_name: Option<&'static str>,
     pub pool: Option<String>,
+    /// On a PF named by a `provision` entry: that entry against what sysfs shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provision: Option<PlanRow>,
 }
 
 pub fn entries(found: &Discovered) -> Vec<Entry<'_>> {
@@ -29,12 +33,30 @@ pub fn entries(found: &Discovered) -> Vec<Entry<'_>> {
             vendor_name: vendor_name(d.vendor),
             device_name: device_name(d.vendor, d.device),
             pool: pools.get(&d.address).cloned(),
+            provision: None,
         })
         .collect()
 }
 
-pub fn to_json(found: &Discovered) -> serde_json::Result<String> {
-    serde_json::to_string_pretty(&entries(found))
+/// The entries as a JSON array; each row of `plan` goes on its PF's entry. A row whose PF was
+/// not found has no entry to go on and is returned.
+pub fn to_json(
+    found: &Discovered,
+    plan: Vec<PlanRow>,
+) -> serde_json::Result<(String, Vec<PlanRow>)> {
+    let mut rows = entries(found);
+    let mut unplaced = Vec::new();
+    for p in plan {
+        let at = p.pci.as_deref().and_then(|pci| {
+            rows.iter()
+                .position(|e| e.device.address.to_string() == pci)
+        });
+        match at {
+            Some(i) => rows[i].provision = Some(p),
+            None => unplaced.push(p),
+        }
+    }
+    Ok((serde_json::to_string_pretty(&rows)?, unplaced))
 }
 
 /// A readable table: one line per device, VFs indented under their PF.

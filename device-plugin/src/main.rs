@@ -45,18 +45,20 @@ fn run_daemon(opts: sriov_device_plugin::cli::Opts) -> anyhow::Result<()> {
 
 fn run_inventory(opts: &sriov_device_plugin::cli::Opts, json: bool) -> anyhow::Result<()> {
     let found = daemon::discover_pools(opts)?;
+    let plan = provisioning::plan(
+        &sriov_host::Sysfs::new(&opts.sysfs_root),
+        &opts.devinfo_dir,
+        &found.config.provision,
+    );
     if json {
-        println!(
-            "{}",
-            inventory::to_json(&found).context("cannot encode the inventory")?
-        );
+        let (out, unplaced) =
+            inventory::to_json(&found, plan).context("cannot encode the inventory")?;
+        println!("{out}");
+        for row in unplaced {
+            eprintln!("provision: {row}");
+        }
     } else {
         print!("{}", inventory::to_table(&found));
-        let plan = provisioning::plan(
-            &sriov_host::Sysfs::new(&opts.sysfs_root),
-            &opts.devinfo_dir,
-            &found.config.provision,
-        );
         if !plan.is_empty() {
             println!("\nPROVISION");
             for row in plan {

@@ -107,7 +107,7 @@ pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Ve
 }
 
 /// The plan against the node's state, for one `provision` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PlanRow {
     pub pf: String,
     pub pci: Option<String>,

@@ -97,3 +97,70 @@ fn inventory_lists_pfs_and_vfs_with_pools() {
         "{line}"
     );
 }
+
+#[test]
+fn inventory_shows_the_provisioning_plan() {
+    let bed = Bed::ps225();
+    let mut config = ps225_config();
+    config["provision"] = serde_json::json!([
+        {"pf": "0000:03:00.0", "numVfs": 8},
+        {"pf": "enp4s0f0np0", "numVfs": 20},
+        {"pf": "enp99s0", "numVfs": 2}
+    ]);
+    bed.write_config(&config);
+    let mut args = vec!["inventory".to_string()];
+    args.extend(bed.args("kubelet"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let (st, out, err) = run(&args);
+    assert!(st.success(), "{err}");
+    let plan: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "PROVISION")
+        .skip(1)
+        .collect();
+    assert_eq!(plan.len(), 3, "{out}");
+    assert_eq!(
+        plan[0],
+        "0000:03:00.0 (0000:03:00.0): numVfs 8 of 16, wanted 8: ok"
+    );
+    assert!(
+        plan[1].starts_with("enp4s0f0np0 (0000:04:00.0): numVfs 8 of 16, wanted 20: numVfs 20 exceeds sriov_totalvfs 16; VF count differs"),
+        "{}",
+        plan[1]
+    );
+    assert!(
+        plan[2].starts_with("enp99s0 (not found): numVfs ? of ?, wanted 2: no such PF"),
+        "{}",
+        plan[2]
+    );
+
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let (st, out, err) = run(&json_args);
+    assert!(st.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = |a: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["address"] == a)
+            .unwrap()
+            .clone()
+    };
+    let p0 = &row("0000:03:00.0")["provision"];
+    assert_eq!(p0["wanted"], 8);
+    assert_eq!(p0["num_vfs"], 8);
+    assert_eq!(p0["problems"], serde_json::json!([]));
+    let p1 = &row("0000:04:00.0")["provision"];
+    assert_eq!(p1["pf"], "enp4s0f0np0");
+    assert_eq!(p1["problems"][0], "numVfs 20 exceeds sriov_totalvfs 16");
+    assert!(
+        row("0000:03:10.0").get("provision").is_none(),
+        "VFs carry none"
+    );
+    assert!(
+        err.contains("provision: enp99s0 (not found)") && err.contains("no such PF"),
+        "a plan row without a PF goes to stderr: {err}"
+    );
+}
