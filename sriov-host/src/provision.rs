@@ -15,8 +15,13 @@ use tracing::{debug, info, warn};
 
 use crate::pci::PciAddress;
 use crate::range::IndexSet;
-use crate::sysfs::{Sysfs, SysfsError};
+use crate::sysfs::Sysfs;
 use crate::uevent::UeventListener;
+
+mod bind;
+mod error;
+
+pub use error::ProvisionError;
 
 /// Drivers that hand the device to userspace: such a VF never has a netdev.
 pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
@@ -70,86 +75,6 @@ pub struct ProvisionRequest {
 pub trait PfLink {
     fn is_up(&self, ifname: &str) -> Result<bool, String>;
     fn set_up(&self, ifname: &str) -> Result<(), String>;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProvisionError {
-    #[error("provision {pf}: no such PF (no PCI device, and no netdev of that name in this network namespace)")]
-    NoPf { pf: PfRef },
-    #[error("provision {pf} ({pci}): not an SR-IOV PF (no sriov_totalvfs)")]
-    NotSriov { pf: PfRef, pci: PciAddress },
-    #[error("provision {pf} ({pci}): numVfs {asked} exceeds sriov_totalvfs {total}")]
-    TooManyVfs {
-        pf: PfRef,
-        pci: PciAddress,
-        asked: u32,
-        total: u32,
-    },
-    #[error("provision {pf}: vfDrivers names VF {index}, but numVfs is {num_vfs} (valid: 0-{max})", max = num_vfs.saturating_sub(1))]
-    RuleOutOfRange { pf: PfRef, index: u32, num_vfs: u32 },
-    #[error("provision {pf}: VF {index} is named by two vfDrivers entries ({a} and {b})")]
-    RuleOverlap {
-        pf: PfRef,
-        index: u32,
-        a: String,
-        b: String,
-    },
-    #[error("provision {pf}: invalid driver name {driver:?} (letters, digits, '_', '-', '.')")]
-    BadDriver { pf: PfRef, driver: String },
-    #[error("provision {pf}: PF {ifname} is down: drivers create no VFs (or VFs without carrier) while the PF is down; bring it up or set linkUp")]
-    PfDown { pf: PfRef, ifname: String },
-    #[error("provision {pf}: cannot bring PF {ifname} up: {reason}")]
-    LinkUp {
-        pf: PfRef,
-        ifname: String,
-        reason: String,
-    },
-    #[error("provision {pf}: {what} refused: VF {index} ({vf}) is in use by a pod ({evidence}); remove the pod first")]
-    InUse {
-        pf: PfRef,
-        what: String,
-        index: u32,
-        vf: PciAddress,
-        evidence: String,
-    },
-    #[error("provision {pf} ({pci}): the kernel created {got} of {asked} VFs{hint}; the PF was restored to {before} VFs")]
-    Created {
-        pf: PfRef,
-        pci: PciAddress,
-        got: u32,
-        asked: u32,
-        before: u32,
-        hint: String,
-    },
-    #[error("provision {pf} ({pci}): writing sriov_numvfs={value} failed: {source}")]
-    WriteNumVfs {
-        pf: PfRef,
-        pci: PciAddress,
-        value: u32,
-        source: SysfsError,
-    },
-    #[error("provision {pf}: driver {driver} is not loaded (no {path}); load it on the node (modprobe {driver})")]
-    DriverMissing {
-        pf: PfRef,
-        driver: String,
-        path: PathBuf,
-    },
-    #[error("provision {pf}: VF {index} ({vf}) has no IOMMU group: vfio-pci needs the IOMMU enabled (intel_iommu=on or amd_iommu=on with iommu=pt on x86, the SMMU on Arm)")]
-    NoIommu {
-        pf: PfRef,
-        index: u32,
-        vf: PciAddress,
-    },
-    #[error("provision {pf}: binding VF {index} ({vf}) to {driver} failed: {reason}")]
-    Bind {
-        pf: PfRef,
-        index: u32,
-        vf: PciAddress,
-        driver: String,
-        reason: String,
-    },
-    #[error("provision {pf}: {0}", pf = .1)]
-    Sysfs(SysfsError, PfRef),
 }
 
 /// What a run did.
@@ -578,65 +503,5 @@ impl<'a> Provisioner<'a> {
                 }
             }
         }
-    }
-
-    /// Bind one VF to `driver`: `driver_override`, unbind from the current driver,
-    /// `drivers_probe`, then verify the `driver` link.
-    pub fn bind(
-        &self,
-        req: &ProvisionRequest,
-        index: u32,
-        vf: PciAddress,
-        driver: &str,
-    ) -> Result<(), ProvisionError> {
-        let fail = |reason: String| ProvisionError::Bind {
-            pf: req.pf.clone(),
-            index,
-            vf,
-            driver: driver.into(),
-            reason,
-        };
-        if driver == "vfio-pci"
-            && self
-                .sysfs
-                .iommu_group(vf)
-                .map_err(|e| fail(e.to_string()))?
-                .is_none()
-        {
-            return Err(ProvisionError::NoIommu {
-                pf: req.pf.clone(),
-                index,
-                vf,
-            });
-        }
-        self.sysfs
-            .write_attr(vf, "driver_override", driver)
-            .map_err(|e| fail(e.to_string()))?;
-        if let Some(cur) = self.sysfs.driver(vf).map_err(|e| fail(e.to_string()))? {
-            self.sysfs
-                .write_rel(&format!("bus/pci/drivers/{cur}/unbind"), &vf.to_string())
-                .map_err(|e| fail(format!("unbind from {cur}: {e}")))?;
-            self.wait_for(self.timeouts.bind, || {
-                self.sysfs.driver(vf).ok().flatten().is_none()
-            });
-        }
-        self.sysfs
-            .write_rel("bus/pci/drivers_probe", &vf.to_string())
-            .map_err(|e| fail(format!("drivers_probe: {e}")))?;
-        let ok = self.wait_for(self.timeouts.bind, || {
-            self.sysfs.driver(vf).ok().flatten().as_deref() == Some(driver)
-        });
-        if !ok {
-            let now = self
-                .sysfs
-                .driver(vf)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| "no driver".into());
-            return Err(fail(format!(
-                "the device is bound to {now} after drivers_probe"
-            )));
-        }
-        Ok(())
     }
 }
