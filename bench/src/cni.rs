@@ -97,7 +97,7 @@ pub fn add_del(s: &Settings) -> Result<Section> {
     let ipam = bed.host_local("10.77.10.0/24", "10.77.10.1");
     let vfs: Vec<BedVf> = (0..5).map(|i| bed.add_vf(i)).collect();
     let pod = bed.pod("p1");
-    // The same plugin with its state files on tmpfs: what the state file's fsync costs.
+    // The same plugin with its state files on tmpfs: what keeping them on disk costs.
     let tmpfs_state = tempfile::Builder::new()
         .prefix("cnistate")
         .tempdir_in(sriov_tests::fakesys::fast_tmp())?;
@@ -211,10 +211,11 @@ pub fn add_del(s: &Settings) -> Result<Section> {
          after a crash); DEL reads that file back and restores name, MAC and MTU.",
     );
     sec.note(
-        "The state file is written with write-then-fsync-then-rename, three times per ADD (before the \
-         first change, after the move, with the result); the tmpfs row runs the same binary with \
-         SRIOV_CNI_STATE_DIR on tmpfs, where fsync costs nothing, so the difference to the row above \
-         is the fsync cost on this machine's disk (/var/lib/cni is on disk on a node).",
+        "The state file is replaced by write-then-rename (no fsync: what it records does not \
+         outlive a host crash), three times per ADD (before the first change, after the move, with \
+         the result) and removed by DEL; the tmpfs row runs the same binary with \
+         SRIOV_CNI_STATE_DIR on tmpfs, so the difference to the row above is what the default \
+         directory on disk (/var/lib/cni/sriov) costs.",
     );
     sec.note(
         "IPAM: host-local is a separate process spawned by the plugin, so \"host-local\" rows \
