@@ -6,3 +6,4 @@ pub mod fakesys;
 pub mod kubelet;
 pub mod netbed;
 pub mod promtext;
+pub mod schema;

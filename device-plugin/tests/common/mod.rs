@@ -221,20 +221,7 @@ pub fn mode_of(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-/// Validate `spec` against the CDI JSON schema committed under tests/schemas/.
-pub fn assert_valid_cdi(spec: &serde_json::Value) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/schemas/cdi-spec.schema.json"
-    );
-    let schema: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
-    let v = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = v
-        .iter_errors(spec)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "CDI spec invalid: {errors:#?}\n{spec:#}");
-}
+pub use sriov_tests::schema::assert_valid_cdi;
 
 impl Bed {
     /// Start the plugin daemon with `config` as `--config`, inside the network namespace at
