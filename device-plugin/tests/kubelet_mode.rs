@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use sriov_host::devinfo::DeviceInfo;
 use sriov_tests::kubelet::TestKubelet;
+use sriov_tests::schema::assert_valid_cdi;
 
 fn ids(devs: &[kubelet_proto::v1beta1::Device]) -> Vec<String> {
     devs.iter().map(|d| d.id.clone()).collect()

@@ -221,8 +221,6 @@ pub fn mode_of(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-pub use sriov_tests::schema::assert_valid_cdi;
-
 impl Bed {
     /// Start the plugin daemon with `config` as `--config`, inside the network namespace at
     /// `netns` when given (spawned from a thread that entered it, so the child lives there).
