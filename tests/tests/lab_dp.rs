@@ -722,6 +722,41 @@ fn inode(p: &str) -> Option<u64> {
 
 // --- scenario 50 ------------------------------------------------------------------------------
 
+/// After the PF went down (`pf_up` false) or up, wait for both pools (3 netdev VFs, 1 vfio VF)
+/// to be all Unhealthy or all Healthy in the updates since `since`, noting each pool's devices and
+/// the time since `t`, and checking each.
+fn every_device_follows_pf(
+    lab: &mut Lab,
+    rt: &tokio::runtime::Runtime,
+    k: &TestKubelet,
+    pf_up: bool,
+    since: Instant,
+    t: Instant,
+) {
+    let (health, timeout, after, expect) = if pf_up {
+        (HEALTHY, 60, "PF up", "Healthy again after PF up")
+    } else {
+        (UNHEALTHY, 30, "PF down", "Unhealthy after PF down")
+    };
+    for (res, n) in [(NETDEV, 3), (VFIO, 1)] {
+        let timeout = Duration::from_secs(timeout);
+        let r = rt.block_on(wait_pool(k, res, n, health, since, timeout));
+        match &r {
+            Ok(d) => lab.note(&format!(
+                "{res}: [{}] {} after {after}",
+                show(d),
+                secs(t.elapsed())
+            )),
+            Err(e) => lab.note(e),
+        }
+        lab.check(
+            &format!("every device of {res} {expect}"),
+            r.is_ok(),
+            r.as_ref().err().map(String::as_str).unwrap_or(""),
+        );
+    }
+}
+
 /// Scenario 50: device health follows the PF link, for both pools.
 #[test]
 fn s50_health() {
@@ -749,29 +784,7 @@ fn s50_health() {
             secs(t.elapsed())
         ));
         let since = k.started_at.min(t);
-        for (res, n) in [(NETDEV, 3), (VFIO, 1)] {
-            let r = rt.block_on(wait_pool(
-                &k,
-                res,
-                n,
-                UNHEALTHY,
-                since,
-                Duration::from_secs(30),
-            ));
-            match &r {
-                Ok(d) => lab.note(&format!(
-                    "{res}: [{}] {} after PF down",
-                    show(d),
-                    secs(t.elapsed())
-                )),
-                Err(e) => lab.note(e),
-            }
-            lab.check(
-                &format!("every device of {res} Unhealthy after PF down"),
-                r.is_ok(),
-                r.as_ref().err().map(String::as_str).unwrap_or(""),
-            );
-        }
+        every_device_follows_pf(&mut lab, &rt, &k, false, since, t);
         lab.note(&format!(
             "ListAndWatch updates: {NETDEV} +{}, {VFIO} +{}",
             updates(&k, NETDEV) - before.0,
@@ -785,29 +798,7 @@ fn s50_health() {
             "ip link set up returned after {}",
             secs(t.elapsed())
         ));
-        for (res, n) in [(NETDEV, 3), (VFIO, 1)] {
-            let r = rt.block_on(wait_pool(
-                &k,
-                res,
-                n,
-                HEALTHY,
-                since,
-                Duration::from_secs(60),
-            ));
-            match &r {
-                Ok(d) => lab.note(&format!(
-                    "{res}: [{}] {} after PF up",
-                    show(d),
-                    secs(t.elapsed())
-                )),
-                Err(e) => lab.note(e),
-            }
-            lab.check(
-                &format!("every device of {res} Healthy again after PF up"),
-                r.is_ok(),
-                r.as_ref().err().map(String::as_str).unwrap_or(""),
-            );
-        }
+        every_device_follows_pf(&mut lab, &rt, &k, true, since, t);
         lab.note(&format!(
             "PF carrier {}, VF netdev carriers {:?} (igbvf regains carrier ~11 s after PF up)",
             read(format!("/sys/class/net/{}/carrier", lab.pf_if)),
