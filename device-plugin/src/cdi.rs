@@ -156,7 +156,7 @@ fn spec_from_nodes(
 }
 
 /// What was last written to one spec file.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct Written {
     content: Option<Vec<u8>>,
     /// The device nodes of each device in it.
