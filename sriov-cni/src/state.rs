@@ -83,7 +83,8 @@ impl State {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let p = self.path(dir);
         let json = serde_json::to_vec_pretty(self).map_err(|e| io("encoding state", &p, e))?;
-        sriov_host::devinfo::replace_file(&p, &json, false).map_err(|e| io("writing state", &p, e))
+        sriov_host::fsio::replace_file(&p, &json, 0o600, false)
+            .map_err(|e| io("writing state", &p, e))
     }
 
     /// The state at `p` for DEL: `None` when there is none, or when the file cannot be parsed
