@@ -1,6 +1,6 @@
-//! Files on the node: the device-info file Multus hands us, the state directory and state files
-//! (their modes, and whose attachment they describe), against real netdevs in throwaway network
-//! namespaces.
+//! Files on the node: the device-info file Multus hands us, the log file, the state directory
+//! and state files (their modes, and whose attachment they describe), against real netdevs in
+//! throwaway network namespaces.
 
 mod common;
 
@@ -110,6 +110,45 @@ fn del_leaves_the_device_info_file_an_old_state_file_names() {
     ok(&c1(&bed, "DEL", &c, &pod), "DEL");
     assert!(!st.exists(), "state released");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+}
+
+#[test]
+fn log_file_is_never_followed_and_log_lines_cannot_be_forged() {
+    let Some(bed) = Bed::new("logfile_sec") else {
+        return;
+    };
+    let vf = bed.add_vf(1);
+    let pod = bed.pod("p1");
+    let victim = bed.dir.path().join("victim");
+    std::fs::write(&victim, "victim\n").unwrap();
+    let link = bed.dir.path().join("link.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let forged = "k\n2026-01-01T00:00:00.000000Z ERROR sriov: FORGED";
+    let c = |log: &Path| {
+        let mut c = conf(&vf.pci, json!({"logLevel": "debug", "logFile": log}));
+        c[forged] = json!(1);
+        c
+    };
+    let add = c1(&bed, "ADD", &c(&link), &pod);
+    ok(&add, "ADD with a symlinked logFile");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim\n");
+    assert!(add.stderr.contains("logFile"), "{}", add.stderr);
+    ok(&c1(&bed, "DEL", &c(&link), &pod), "DEL");
+
+    let log = bed.dir.path().join("logs/sriov.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    ok(&c1(&bed, "ADD", &c(&log), &pod), "ADD");
+    assert_eq!(mode(&log), 0o600, "a new log file is private");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().all(|l| !l.starts_with("2026-01-01T00:00:00")),
+        "a forged line: {text}"
+    );
+    let key: Vec<&&str> = lines.iter().filter(|l| l.contains("FORGED")).collect();
+    assert_eq!(key.len(), 1, "{text}");
+    assert!(key[0].contains(r"k\n2026"), "{text}");
+    ok(&c1(&bed, "DEL", &c(&log), &pod), "DEL");
 }
 
 #[test]
