@@ -6,12 +6,11 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use serde_json::Value;
-use sriov_host::devinfo::{write_device_info, DeviceInfo, PciInfo};
 use sriov_host::netlink::{IpNet, Link, Netlink};
 use sriov_host::{netns, MacAddr, PciAddress, Sysfs};
 
 use crate::env::Env;
-use crate::error::{CniError, Result, INVALID_ENV, IO, OPERATION_FAILED};
+use crate::error::{CniError, Result, INVALID_ENV, OPERATION_FAILED};
 use crate::netconf::{NetConf, PfSettings};
 use crate::result::{parse_cidr, CniResult, Interface};
 use crate::state::{Mode, NetdevState, State, VfLock};
@@ -100,7 +99,6 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         ipam_type: conf.ipam_type.clone(),
         ipam_done: false,
         conf: conf_value,
-        device_info_file: None,
         result: None,
     };
     st.save(&env.state_dir)?;
@@ -318,22 +316,9 @@ impl Run<'_> {
         if let (Some(mac), Some(pfname)) = (self.conf.pf.mac, st.pf_netdev.clone()) {
             pf::apply_mac(nl, &pfname, st.vf_index, mac, &mut st.applied)?;
         }
+        // The device-info file Multus reads for network-status is the device plugin's, which
+        // Multus copies to runtimeConfig.CNIDeviceInfoFile: nothing to write here.
         let mut res = self.ipam_add(st)?;
-        if let Some(path) = &self.conf.device_info_file {
-            let info = DeviceInfo::pci(PciInfo {
-                pci_address: st.device_id,
-                pf_pci_address: st.pf,
-                rdma_device: None,
-                vhost_net: None,
-            });
-            st.device_info_file = Some(path.clone());
-            write_device_info(path, &info).map_err(|e| {
-                CniError::new(
-                    IO,
-                    format!("runtimeConfig.CNIDeviceInfoFile {}: {e}", path.display()),
-                )
-            })?;
-        }
         let iface = Interface {
             name: self.env.ifname.clone(),
             mac: self.conf.pf.mac.map(|m| m.to_string()),

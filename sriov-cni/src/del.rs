@@ -2,6 +2,7 @@
 //! the state records, in reverse order, best effort, reporting every failure.
 
 use std::fs::File;
+use std::path::Path;
 
 use sriov_host::netlink::{Link, Netlink};
 use sriov_host::{netns, MacAddr, Sysfs};
@@ -21,14 +22,19 @@ pub enum Ipam {
     Always,
 }
 
+/// DEL: restore what the attachment's state records, then remove it. A state file that is not
+/// this attachment's (its container ID or ifname differ from the call's, or its device from the
+/// call's deviceID) is left as it is and logged; the call then goes on as if there were no state
+/// (IPAM DEL with the call's config) and succeeds.
 pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
     let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
-    let Some(first) = State::load_for_del(&p)? else {
+    let Some(first) = State::load_for_del(&p)?.filter(|st| owned(st, env, conf, &p)) else {
         if let Some((st, file)) = crate::legacy::load(
             &env.state_dir,
             &env.container_id,
             &env.ifname,
             env.netns.as_deref(),
+            conf.device_id,
         ) {
             tracing::info!(cache = %file.display(), "releasing an attachment made by the previous sriov-cni");
             let _lock = VfLock::acquire(&env.state_dir, st.device_id)?;
@@ -56,7 +62,7 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
     };
     let _lock = VfLock::acquire(&env.state_dir, first.device_id)?;
     // Re-read under the lock: a concurrent DEL may have finished.
-    let Some(st) = State::load(&p)? else {
+    let Some(st) = State::load(&p)?.filter(|st| owned(st, env, conf, &p)) else {
         return Ok(());
     };
     let errors = teardown(&st, env, Ipam::Always, &[]);
@@ -70,6 +76,17 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
             st.device_id,
             errors.join("; ")
         )))
+    }
+}
+
+/// Whether `st`, read from `p`, is the state of the attachment this call is for (logged when not).
+fn owned(st: &State, env: &Env, conf: &NetConf, p: &Path) -> bool {
+    match st.mismatch(&env.container_id, &env.ifname, conf.device_id) {
+        None => true,
+        Some(why) => {
+            tracing::warn!(state = %p.display(), reason = %why, "not acting on a state file that is not this attachment's; leaving it as it is");
+            false
+        }
     }
 }
 
@@ -110,13 +127,6 @@ pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -
     }
     if let Some((pfname, orig)) = &pf_ctx {
         pf::restore(&mut nl, pfname, orig, &st.applied, &mut errors);
-    }
-    if let Some(p) = &st.device_info_file {
-        if let Err(e) = std::fs::remove_file(p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("removing device-info file {}: {e}", p.display()));
-            }
-        }
     }
     errors
 }

@@ -11,6 +11,13 @@ use crate::error::{CniError, Result, INVALID_CONFIG, IO};
 
 /// Find an IPAM plugin in `CNI_PATH`; checked before anything is changed.
 pub fn find(path: &[PathBuf], ty: &str) -> Result<PathBuf> {
+    // Also what a state file records: only a plain file name is looked up.
+    if !crate::env::valid_plugin_name(ty) {
+        return Err(CniError::new(
+            INVALID_CONFIG,
+            format!("ipam.type: {ty:?} is not a plugin name: expected a file name in CNI_PATH"),
+        ));
+    }
     path.iter()
         .map(|d| d.join(ty))
         .find(|p| p.is_file())
@@ -86,4 +93,23 @@ pub fn exec(
         ),
     };
     Err(CniError::new(code, format!("ipam {name} {command}: {msg}")).with_details(details))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_file_name_is_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("host-local"), "").unwrap();
+        let path = vec![dir.path().to_path_buf()];
+        assert!(find(&path, "host-local").is_ok());
+        // What a state file could name: a path outside CNI_PATH.
+        for bad in ["/bin/sh", "../host-local", ".", ""] {
+            let e = find(&path, bad).unwrap_err();
+            assert_eq!(e.code, INVALID_CONFIG, "{bad}");
+            assert!(e.msg.starts_with("ipam.type"), "{}", e.msg);
+        }
+    }
 }

@@ -68,13 +68,16 @@ fn num(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
 
-/// Read the Go plugin's cache for this attachment, `None` when there is none or it cannot be
-/// understood (logged).
+/// Read the Go plugin's cache for this attachment, `None` when there is none, it cannot be
+/// understood, or it records another device than `device` (the call's deviceID, when it names
+/// one): such a cache is logged and left as it is. The cache holds no container ID or ifname:
+/// its file name is what ties it to the attachment.
 pub fn load(
     dir: &Path,
     container_id: &str,
     ifname: &str,
     netns: Option<&Path>,
+    device: Option<PciAddress>,
 ) -> Option<(State, std::path::PathBuf)> {
     let path = dir.join(format!("{container_id}-{ifname}"));
     let bytes = std::fs::read(&path).ok()?;
@@ -87,6 +90,10 @@ pub fn load(
             return None;
         }
     };
+    if let Some(d) = device.filter(|d| *d != c.device_id) {
+        tracing::warn!(path = %path.display(), cache_device = %c.device_id, device = %d, "the previous plugin's cache records another device than the call's deviceID; not acting on it");
+        return None;
+    }
     let mac = |s: &str| s.parse::<MacAddr>().ok();
     let o = &c.orig;
     let vf_orig = VfInfo {
@@ -158,7 +165,6 @@ pub fn load(
             .map(str::to_string),
         ipam_done: true,
         conf: raw,
-        device_info_file: None,
         result: None,
     };
     Some((state, path))

@@ -6,6 +6,7 @@
 //! - [`add`], [`del`], [`check`]: the commands; [`state`]: what ADD recorded, and the VF lock
 //! - [`legacy`]: attachments made by the Go sriov-cni, released by DEL
 //! - [`ipam`]: IPAM delegation; [`result`], [`version`]: results in every supported version
+//! - [`log`]: logging to stderr or `logFile`, one escaped line per event
 
 pub mod add;
 pub mod check;
@@ -14,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod ipam;
 pub mod legacy;
+pub mod log;
 pub mod netconf;
 pub mod pf;
 pub mod result;

@@ -91,7 +91,6 @@ pub struct NetConf {
     /// The `ipam` object, when present; `ipam_type` is its validated `type`.
     pub ipam: Option<Value>,
     pub ipam_type: Option<String>,
-    pub device_info_file: Option<PathBuf>,
     pub prev_result: Option<Value>,
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
@@ -298,16 +297,11 @@ impl NetConf {
             Some(v) => return Err(bad("ipam", format!("{v} is not an object"))),
         };
 
-        let device_info_file = match rc.get("CNIDeviceInfoFile") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.starts_with('/') => Some(PathBuf::from(s)),
-            Some(v) => {
-                return Err(bad(
-                    "runtimeConfig.CNIDeviceInfoFile",
-                    format!("{v} is not an absolute path"),
-                ))
-            }
-        };
+        // Multus' file: it copies the device plugin's device-info file there before ADD and
+        // reads it after. Never read, written or deleted here.
+        if let Some(v) = rc.get("CNIDeviceInfoFile") {
+            tracing::debug!(value = %v, "runtimeConfig.CNIDeviceInfoFile belongs to Multus; leaving it alone");
+        }
         let log_level = string(&obj, "logLevel")?.map(str::to_string);
         let log_file = string(&obj, "logFile")?.map(PathBuf::from);
         let prev_result = obj.get("prevResult").filter(|v| !v.is_null()).cloned();
@@ -343,7 +337,6 @@ impl NetConf {
             mtu,
             ipam,
             ipam_type,
-            device_info_file,
             prev_result,
             log_level,
             log_file,

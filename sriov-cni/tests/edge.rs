@@ -88,14 +88,9 @@ fn dpdk_mode_add_del() {
     assert_eq!(add.json["interfaces"][0]["pciID"], pci.as_str());
     assert_eq!(add.json["ips"][0]["address"], "10.77.6.2/24");
     assert!(bed.link(Some(&pod), "net1").is_none(), "nothing moved");
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&devinfo).unwrap()).unwrap();
-    assert_eq!(
-        info,
-        json!({"type":"pci","version":"1.1.0","pci":{"pci-address": pci,"pf-pci-address":"0000:03:00.0"}})
-    );
+    // Multus' file (see files.rs): never written here.
+    assert!(!devinfo.exists(), "device-info file written");
     ok(&c1(&bed, "DEL", &c, &pod), "DPDK DEL");
-    assert!(!devinfo.exists(), "device-info file removed");
     assert!(!bed.state_dir().join("c1-net1.json").exists());
     ok(&c1(&bed, "DEL", &c, &pod), "DPDK DEL again");
     let vlan = sriov(

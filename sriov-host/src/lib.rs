@@ -6,9 +6,11 @@
 //! - [`range`]: VF index lists (`"0-3,6"`)
 //! - [`mac`]: MAC addresses
 //! - [`devinfo`]: NPWG device-info files
+//! - [`fsio`]: replacing files and opening append-only files without following what is planted
 
 pub mod devinfo;
 pub mod discovery;
+pub mod fsio;
 pub mod mac;
 pub mod netlink;
 pub mod netns;

@@ -80,6 +80,9 @@ sed 's/^/      /' "$LAB_OUT/vf-before.txt"
 
 step "CNI ADD, DPDK mode: $vf_d for pod podD (VLAN 100, MAC $DPDK_MAC, trust on)"
 make_pod podD
+# Multus' part: the device plugin's device-info file, copied to CNIDeviceInfoFile before ADD.
+cp "$devinfo" "$LAB_OUT/devinfo-dp-podD.json"
+cp "$devinfo" "$LAB_OUT/cni-devinfo-podD.json"
 lab_netconf "$vf_d" "$DPDK_MAC" \
   "{\"trust\": \"on\", \"spoofchk\": \"off\", \"runtimeConfig\": {\"CNIDeviceInfoFile\": \"$LAB_OUT/cni-devinfo-podD.json\"}}" \
   >"$LAB_OUT/netconf-dpdk.json"
@@ -91,6 +94,7 @@ check "VF3 is still on vfio-pci" test "$(vf_driver 3)" = vfio-pci
 check "nothing was moved into podD" test "$(ip -n podD -o link show | wc -l)" = 1
 # shellcheck disable=SC2016 # jq variables
 check "CNI device-info file" jq -e --arg a "$vf_d" '.pci."pci-address" == $a' "$LAB_OUT/cni-devinfo-podD.json"
+check "  ... exactly the device plugin's" cmp "$LAB_OUT/devinfo-dp-podD.json" "$LAB_OUT/cni-devinfo-podD.json"
 require "the DPDK pod has an address" test -n "$d_ip" -a "$d_ip" != null
 
 step "CNI ADD, kernel mode: $vf_k ($k_name) for pod podK as net1 (VLAN 100, MAC $KERNEL_MAC)"
@@ -156,7 +160,7 @@ check "PF's VF lines exactly as before ADD" compare_vf_state "$LAB_OUT/vf-before
 check "kernel VF back in the host as $k_name" test "$(vf_netdev 0)" = "$k_name"
 check "kernel VF has its MAC $k_mac again" test "$(cat "/sys/class/net/$k_name/address" 2>/dev/null)" = "$k_mac"
 check "VF3 still on vfio-pci with /dev/vfio/$VFIO_GROUP" sh -c "test \"\$(basename \"\$(readlink '$PF_SYS/virtfn3/driver')\")\" = vfio-pci && test -c /dev/vfio/$VFIO_GROUP"
-check "CNI device-info file removed" test ! -e "$LAB_OUT/cni-devinfo-podD.json"
+check "CNI device-info file left as Multus put it there" cmp "$LAB_OUT/devinfo-dp-podD.json" "$LAB_OUT/cni-devinfo-podD.json"
 check "no CNI state left" sh -c "! ls '$CNI_STATE'/*.json 2>/dev/null | grep -q ."
 note "VF lines after DEL:"
 vf_lines | sed 's/^/      /'
