@@ -3,19 +3,32 @@
 //! Values logged come from input (netconf keys and values, CNI_* variables, kernel names): every
 //! event is written as one line with its control characters escaped (`\n`, `\r`, `\t`, other
 //! C0 and C1 controls, DEL, and the Unicode line separators), so no value can start a line of
-//! its own. A `logFile` must be an absolute path; it is opened with `O_NOFOLLOW|O_APPEND`, created
-//! 0600, and must be a regular file with one link; otherwise the plugin logs to stderr and says
-//! why.
+//! its own. A `logFile` comes from the netconf, which a NAD author writes: it must be an absolute
+//! path inside the log directory (`SRIOV_CNI_LOG_DIR`, default `/var/log`, set by whoever runs the
+//! plugin, never by the netconf) with no `.`/`..` component and no symlink on the way; it is
+//! opened with `O_NOFOLLOW|O_APPEND`, created 0600, and must be a regular file with one link.
+//! Otherwise the plugin logs to stderr and says why.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Mode of a log file the plugin creates.
 const LOG_MODE: u32 = 0o600;
+
+/// Where a `logFile` may be, unless `SRIOV_CNI_LOG_DIR` says otherwise.
+const DEFAULT_LOG_DIR: &str = "/var/log";
+
+/// The directory a `logFile` must be inside: `SRIOV_CNI_LOG_DIR`, else `/var/log`.
+pub fn log_dir() -> PathBuf {
+    std::env::var_os("SRIOV_CNI_LOG_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR))
+}
 
 /// Set up logging from the config on stdin: `logLevel` (else `SRIOV_CNI_LOG_LEVEL`, else warn)
 /// and `logFile`.
@@ -35,7 +48,8 @@ pub fn init(stdin: &[u8]) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false);
-    let (opened, refused) = match file.map(|p| (open_log_file(&p), p)) {
+    let dir = log_dir();
+    let (opened, refused) = match file.map(|p| (open_log_file(&p, &dir), p)) {
         None => (None, None),
         Some((Ok(f), _)) => (Some(f), None),
         Some((Err(e), p)) => (None, Some((p, e))),
@@ -49,13 +63,36 @@ pub fn init(stdin: &[u8]) {
     }
 }
 
-/// Open `path` as the log file: see the module documentation for what is refused.
-pub fn open_log_file(path: &Path) -> io::Result<File> {
+/// Open `path` as the log file, which must lie inside `dir`: see the module documentation for
+/// what is refused.
+pub fn open_log_file(path: &Path, dir: &Path) -> io::Result<File> {
+    let refuse = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     if !path.is_absolute() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not an absolute path",
-        ));
+        return Err(refuse("not an absolute path".into()));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+    {
+        return Err(refuse("has a . or .. component".into()));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| p.starts_with(dir))
+        .ok_or_else(|| {
+            refuse(format!(
+                "is not inside the log directory {} (SRIOV_CNI_LOG_DIR)",
+                dir.display()
+            ))
+        })?;
+    // No symlink on the way: the directory the file is created in is the one the path names.
+    let real = parent.canonicalize()?;
+    if real != parent {
+        return Err(refuse(format!(
+            "its directory {} resolves to {}: refusing a path through a symlink",
+            parent.display(),
+            real.display()
+        )));
     }
     sriov_host::fsio::open_append_regular(path, LOG_MODE)
 }
@@ -192,8 +229,31 @@ mod tests {
     }
 
     #[test]
+    fn log_file_must_be_inside_the_log_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().canonicalize().expect("canonical");
+        let logs = base.join("logs");
+        std::fs::create_dir(&logs).expect("mkdir");
+        std::os::unix::fs::symlink(base.join("elsewhere"), logs.join("sub")).expect("symlink");
+        std::fs::create_dir(base.join("elsewhere")).expect("mkdir");
+        let refused = [
+            (base.join("other.log"), "not inside the log directory"),
+            (logs.join("../other.log"), ". or .."),
+            (logs.join("sub/x.log"), "through a symlink"),
+            (logs.clone(), "not inside the log directory"),
+        ];
+        for (p, why) in refused {
+            let e = open_log_file(&p, &logs).expect_err("refused");
+            assert!(e.to_string().contains(why), "{}: {e}", p.display());
+        }
+        assert!(!base.join("other.log").exists());
+        assert!(!base.join("elsewhere/x.log").exists());
+        open_log_file(&logs.join("sriov.log"), &logs).expect("inside the log directory");
+    }
+
+    #[test]
     fn log_file_must_be_absolute() {
-        let e = open_log_file(Path::new("rel.log")).unwrap_err();
+        let e = open_log_file(Path::new("rel.log"), Path::new("/var/log")).unwrap_err();
         assert!(e.to_string().contains("absolute"), "{e}");
         assert!(!Path::new("rel.log").exists());
     }

@@ -135,6 +135,18 @@ fn log_file_is_never_followed_and_log_lines_cannot_be_forged() {
     assert!(add.stderr.contains("logFile"), "{}", add.stderr);
     ok(&c1(&bed, "DEL", &c(&link), &pod), "DEL");
 
+    // Outside the log directory (SRIOV_CNI_LOG_DIR, the bed's directory here): never created.
+    let outside = tempfile::tempdir().unwrap();
+    let stray = outside.path().join("stray.log");
+    let add = c1(&bed, "ADD", &c(&stray), &pod);
+    ok(&add, "ADD with a logFile outside the log directory");
+    assert!(add.stderr.contains("log directory"), "{}", add.stderr);
+    assert!(
+        !stray.exists(),
+        "a logFile outside the log directory was created"
+    );
+    ok(&c1(&bed, "DEL", &c(&stray), &pod), "DEL");
+
     let log = bed.dir.path().join("logs/sriov.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     ok(&c1(&bed, "ADD", &c(&log), &pod), "ADD");

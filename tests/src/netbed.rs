@@ -289,6 +289,7 @@ impl Bed {
             .env("CNI_PATH", CNI_PATH)
             .env("SRIOV_SYSFS_ROOT", self.sys.root())
             .env("SRIOV_CNI_STATE_DIR", self.state_dir())
+            .env("SRIOV_CNI_LOG_DIR", self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -324,7 +325,8 @@ impl Bed {
         c.args(["netns", "exec", &self.host])
             .arg(program)
             .env("SRIOV_SYSFS_ROOT", self.sys.root())
-            .env("SRIOV_CNI_STATE_DIR", self.state_dir());
+            .env("SRIOV_CNI_STATE_DIR", self.state_dir())
+            .env("SRIOV_CNI_LOG_DIR", self.dir.path());
         c
     }
 
