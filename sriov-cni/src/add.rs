@@ -34,6 +34,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
             ),
         ));
     }
+    env.refuse_own_netns()?;
     let ipam_plugin = match &conf.ipam_type {
         Some(t) => Some(ipam::find(&env.path, t)?),
         None => None,

@@ -12,6 +12,7 @@ use crate::state::{self, Mode, State};
 use crate::{ipam, pf};
 
 pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
+    env.refuse_own_netns()?;
     let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
     let st = State::load(&p)?.ok_or_else(|| {
         CniError::new(

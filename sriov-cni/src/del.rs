@@ -23,6 +23,19 @@ pub enum Ipam {
 
 pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
     let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
+    if let Err(e) = env.refuse_own_netns() {
+        // Except to release an attachment recorded in that very netns (an earlier version
+        // accepted it at ADD): the record, not CNI_NETNS, says where to look.
+        let recorded_here = State::load(&p)
+            .ok()
+            .flatten()
+            .and_then(|s| s.netns)
+            .is_some_and(|n| netns::is_current(&n).unwrap_or(false));
+        if !recorded_here {
+            return Err(e);
+        }
+        tracing::warn!(netns = ?env.netns, "CNI_NETNS is the plugin's own netns; releasing the attachment recorded there");
+    }
     let Some(first) = State::load_for_del(&p)? else {
         if let Some((st, file)) = crate::legacy::load(
             &env.state_dir,
@@ -134,6 +147,10 @@ fn restore_netdev(
 ) {
     if st.moved {
         match st.netns.as_deref().filter(|p| netns::is_alive(p)) {
+            // Recorded by an earlier version that took the host netns for a pod's.
+            Some(path) if netns::is_current(path).unwrap_or(false) => {
+                tracing::info!(netns = %path.display(), "recorded netns is the host's; looking there")
+            }
             Some(path) => match return_from_pod(st, path, orig, resend) {
                 Ok(true) => resend = false,
                 Ok(false) => {
