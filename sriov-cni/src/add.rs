@@ -15,7 +15,7 @@ use crate::netconf::{NetConf, PfSettings};
 use crate::result::{parse_cidr, CniResult, Interface};
 use crate::state::{Mode, NetdevState, State, VfLock};
 use crate::vf::Vf;
-use crate::{del, ipam, pf, state};
+use crate::{del, ipam, pf, state, vf};
 
 pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
     let pci = conf.require_device_id()?;
@@ -33,12 +33,16 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
             ),
         ));
     }
+    env.refuse_own_netns()?;
     let ipam_plugin = match &conf.ipam_type {
         Some(t) => Some(ipam::find(&env.path, t)?),
         None => None,
     };
-    // Fails before anything changes when the device is not a VF.
-    Vf::resolve(&sysfs, pci)?;
+    // Fails before anything changes when the device is not a VF, or (kernel mode) when the
+    // pod already has an interface called CNI_IFNAME.
+    if Vf::resolve(&sysfs, pci)?.netdev.is_some() {
+        ifname_free(&netns_path, &env.ifname)?;
+    }
 
     let _lock = VfLock::acquire(&env.state_dir, pci)?;
     clear_holders(env, pci)?;
@@ -68,11 +72,18 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
     let netdev = match &vf.netdev {
         Some(name) => {
             let l = nl.link_by_name(name)?;
+            if let Some(p) = l.parent.as_ref().filter(|p| !p.is_pci(pci)) {
+                return Err(CniError::op(format!(
+                    "netdev {name} listed under VF {pci} belongs to {p}: not attaching it"
+                )));
+            }
             Some(NetdevState {
                 name: l.name,
                 mac: l.mac,
                 mtu: l.mtu,
                 up: l.up,
+                ifindex: Some(l.index),
+                parent: l.parent,
             })
         }
         None => None,
@@ -94,6 +105,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         netdev,
         temp_name: None,
         moved: false,
+        pod_ifindex: None,
         pod_mac: None,
         pod_mtu: None,
         ipam_type: conf.ipam_type.clone(),
@@ -121,7 +133,9 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         }
         Err(e) => {
             tracing::warn!(error = %e, "ADD failed; undoing what it changed");
-            let errors = del::teardown(&st, env, del::Ipam::IfDone, &[]);
+            let undone = del::teardown_all(&st, env, del::Ipam::IfDone, &[], None);
+            let mut errors = undone.errors;
+            errors.extend(undone.missing.map(|m| format!("VF netdev not found: {m}")));
             if errors.is_empty() {
                 let _ = st.remove(&env.state_dir);
                 Err(e)
@@ -178,6 +192,27 @@ fn clear_holders(env: &Env, pci: PciAddress) -> Result<()> {
     Ok(())
 }
 
+/// `CNI_IFNAME` must not name an interface the pod already has (its primary `eth0`, `lo`,
+/// another attachment's): checked before anything changes.
+fn ifname_free(netns_path: &Path, ifname: &str) -> Result<()> {
+    let mut pod = Netlink::open_in(netns_path)?;
+    match pod.link_by_name(ifname) {
+        Ok(_) => Err(ifname_taken(netns_path, ifname)),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn ifname_taken(netns_path: &Path, ifname: &str) -> CniError {
+    CniError::env(format!(
+        "CNI_IFNAME {ifname}: netns {} already has an interface of that name; choose another interface name for this attachment",
+        netns_path.display()
+    ))
+}
+
+/// errno: the netdev name is taken.
+const EEXIST: i32 = 17;
+
 /// errno: the VF driver refused a MAC (igb: the PF holds an admin MAC for an untrusted VF).
 const EADDRNOTAVAIL: i32 = 99;
 
@@ -224,25 +259,45 @@ impl Run<'_> {
             .netdev
             .clone()
             .ok_or_else(|| CniError::op("no VF netdev recorded"))?;
-        let mut link = nl.link_by_name(&orig.name)?;
+        let link = match orig.ifindex {
+            Some(i) => nl.link_by_index(i)?,
+            None => nl.link_by_name(&orig.name)?,
+        };
         if link.up {
             nl.set_down(&link)?;
         }
         let temp = temp_name(&self.env.container_id, &self.env.ifname, st.device_id);
         st.temp_name = Some(temp.clone());
+        // From here on the undo looks for the netdev in the pod too (by identity).
+        st.moved = true;
+        st.save(&self.env.state_dir)?;
         // One request, no rename in the host first: a rename there is a "move" uevent, on which
         // udev may give the netdev its predictable name (e.g. enp1s0v1) as an alternative name
         // before it leaves; the altname travels with it and makes renaming it back to that name
         // on DEL fail with EEXIST (seen in the lab with systemd 252's udev).
         let ns = netns::open(self.netns)?;
         nl.move_to_netns(&link, &ns, &temp)?;
-        link.name = temp.clone();
-        st.moved = true;
-        st.save(&self.env.state_dir)?;
 
         let mut pod = Netlink::open_in(self.netns)?;
-        let mut plink = pod.link_by_name(&temp)?;
-        pod.rename(&plink, &self.env.ifname)?;
+        let mut plink = match vf::find_in_pod(&mut pod, st, &vf::pod_macs(st, None))? {
+            vf::Lookup::Found(l) => l,
+            vf::Lookup::Missing(what) => {
+                return Err(CniError::op(format!(
+                    "VF {} moved, but its netdev is not in netns {}: looked for {what}",
+                    st.device_id,
+                    self.netns.display()
+                )))
+            }
+        };
+        st.pod_ifindex = Some(plink.index);
+        st.save(&self.env.state_dir)?;
+        match pod.rename(&plink, &self.env.ifname) {
+            // Created in the pod since the check: the undo takes the VF back by its ifindex.
+            Err(e) if e.errno() == Some(EEXIST) => {
+                return Err(ifname_taken(self.netns, &self.env.ifname))
+            }
+            r => r?,
+        }
         plink.name = self.env.ifname.clone();
         if let Some(mac) = self.conf.pf.mac {
             // The netdev first, then the same admin MAC on the PF.
@@ -265,7 +320,7 @@ impl Run<'_> {
         pod.set_up(&plink)?;
         add_routes(&mut pod, &plink, &res)?;
 
-        let now = pod.link_by_name(&self.env.ifname)?;
+        let now = pod.link_by_index(plink.index)?;
         let iface = Interface {
             name: self.env.ifname.clone(),
             mac: now.mac.map(|m| m.to_string()),

@@ -1,5 +1,5 @@
 //! CHECK: is what ADD set up still there? Compared with `prevResult` (the chain's final result),
-//! falling back to what ADD recorded.
+//! falling back to what ADD recorded; the interface must be the VF's netdev (by identity).
 
 use sriov_host::netlink::Netlink;
 use sriov_host::netns;
@@ -9,9 +9,10 @@ use crate::error::{CniError, Result, UNKNOWN_CONTAINER};
 use crate::netconf::NetConf;
 use crate::result::CniResult;
 use crate::state::{self, Mode, State};
-use crate::{ipam, pf};
+use crate::{ipam, pf, vf};
 
 pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
+    env.refuse_own_netns()?;
     let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
     let st = State::load(&p)?.ok_or_else(|| {
         CniError::new(
@@ -51,6 +52,20 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
         let want_mac = idx
             .and_then(|i| expected.interfaces[i].mac.clone())
             .or(st.pod_mac.map(|m| m.to_string()));
+        if st.netdev.as_ref().is_some_and(|n| n.ifindex.is_some()) {
+            let result_mac = want_mac.as_deref().and_then(|m| m.parse().ok());
+            let what = match vf::find_in_pod(&mut pod, &st, &vf::pod_macs(&st, result_mac))? {
+                vf::Lookup::Found(l) if l.index == link.index => None,
+                vf::Lookup::Found(l) => Some(format!("the VF is {}", l.name)),
+                vf::Lookup::Missing(m) => Some(format!("looked for {m}")),
+            };
+            if let Some(what) = what {
+                problems.push(format!(
+                    "{} is not VF {}'s netdev ({what})",
+                    env.ifname, st.device_id
+                ));
+            }
+        }
         if let (Some(w), Some(have)) = (want_mac, link.mac) {
             if !w.eq_ignore_ascii_case(&have.to_string()) {
                 problems.push(format!("{} MAC is {have}, expected {w}", env.ifname));

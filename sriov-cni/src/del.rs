@@ -10,8 +10,9 @@ use sriov_host::{netns, MacAddr, Sysfs};
 use crate::env::Env;
 use crate::error::{CniError, Result};
 use crate::netconf::NetConf;
+use crate::result::CniResult;
 use crate::state::{self, Mode, NetdevState, State, VfLock};
-use crate::{ipam, pf};
+use crate::{ipam, pf, vf};
 
 /// When teardown runs IPAM DEL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,19 @@ pub enum Ipam {
 /// (IPAM DEL with the call's config) and succeeds.
 pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
     let p = state::path(&env.state_dir, &env.container_id, &env.ifname);
+    if let Err(e) = env.refuse_own_netns() {
+        // Except to release an attachment recorded in that very netns (an earlier version
+        // accepted it at ADD): the record, not CNI_NETNS, says where to look.
+        let recorded_here = State::load(&p)
+            .ok()
+            .flatten()
+            .and_then(|s| s.netns)
+            .is_some_and(|n| netns::is_current(&n).unwrap_or(false));
+        if !recorded_here {
+            return Err(e);
+        }
+        tracing::warn!(netns = ?env.netns, "CNI_NETNS is the plugin's own netns; releasing the attachment recorded there");
+    }
     let Some(first) = State::load_for_del(&p)?.filter(|st| owned(st, env, conf, &p)) else {
         if let Some((st, file)) = crate::legacy::load(
             &env.state_dir,
@@ -65,18 +79,25 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
     let Some(st) = State::load(&p)?.filter(|st| owned(st, env, conf, &p)) else {
         return Ok(());
     };
-    let errors = teardown(&st, env, Ipam::Always, &[]);
-    if errors.is_empty() {
-        st.remove(&env.state_dir)?;
-        tracing::info!(pci = %st.device_id, "VF released");
-        Ok(())
-    } else {
-        Err(CniError::op(format!(
+    let prev_mac = result_mac(conf.prev_result.as_ref(), &env.ifname);
+    let undone = teardown_all(&st, env, Ipam::Always, &[], prev_mac);
+    if !undone.errors.is_empty() {
+        return Err(CniError::op(format!(
             "releasing VF {}: {}",
             st.device_id,
-            errors.join("; ")
-        )))
+            undone.errors.join("; ")
+        )));
     }
+    if let Some(what) = undone.missing {
+        // Nothing here is the VF's netdev (the pod may have changed it beyond recognition):
+        // nothing is moved or renamed; what could be released was. The kernel returns the
+        // netdev to the host when the pod netns goes.
+        tracing::warn!(pci = %st.device_id, looked_for = %what,
+            "VF netdev not found; released IPAM and the PF-side settings only: the netdev returns to the host when the pod netns is deleted, under the name and MAC the pod left it");
+    }
+    st.remove(&env.state_dir)?;
+    tracing::info!(pci = %st.device_id, "VF released");
+    Ok(())
 }
 
 /// Whether `st`, read from `p`, is the state of the attachment this call is for (logged when not).
@@ -90,9 +111,45 @@ fn owned(st: &State, env: &Env, conf: &NetConf, p: &Path) -> bool {
     }
 }
 
-/// Undo what `st` records. Returns every failure; an empty list means all was restored.
+/// The MAC the chain's final result (`prevResult`) reports for our interface.
+fn result_mac(prev: Option<&serde_json::Value>, ifname: &str) -> Option<MacAddr> {
+    let r = CniResult::from_value(prev?).ok()?;
+    r.interfaces
+        .iter()
+        .filter(|i| i.name == ifname)
+        .find_map(|i| i.mac.as_deref()?.parse().ok())
+}
+
+/// What a teardown could not do.
+#[derive(Debug, Default)]
+pub struct Undone {
+    /// Every failure.
+    pub errors: Vec<String>,
+    /// The VF netdev was nowhere to be found: what was looked for, where.
+    pub missing: Option<String>,
+}
+
+/// Undo what `st` records. Returns every failure; an empty list means all was restored, or the
+/// VF netdev was not found (logged).
 pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -> Vec<String> {
+    let undone = teardown_all(st, env, ipam, overrides, None);
+    if let Some(what) = &undone.missing {
+        tracing::warn!(pci = %st.device_id, looked_for = %what, "VF netdev not found; nothing to restore there");
+    }
+    undone.errors
+}
+
+/// Undo what `st` records: every failure, and whether the VF netdev was found. `result_mac` is
+/// the MAC the chain's final result reports for the interface (a MAC the netdev may carry).
+pub fn teardown_all(
+    st: &State,
+    env: &Env,
+    ipam: Ipam,
+    overrides: &[(&str, &str)],
+    result_mac: Option<MacAddr>,
+) -> Undone {
     let mut errors = Vec::new();
+    let mut missing = None;
     let run_ipam = match ipam {
         Ipam::IfDone => st.ipam_done,
         Ipam::Always => true,
@@ -108,7 +165,7 @@ pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -
         Ok(n) => n,
         Err(e) => {
             errors.push(e.to_string());
-            return errors;
+            return Undone { errors, missing };
         }
     };
     let pf_ctx = match (&st.pf_netdev, &st.vf_orig) {
@@ -122,57 +179,63 @@ pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -
     }
     if st.mode == Mode::Kernel {
         if let Some(orig) = &st.netdev {
-            restore_netdev(st, env, &mut nl, orig, resend, &mut errors);
+            missing = restore_netdev(st, env, &mut nl, orig, resend, result_mac, &mut errors);
         }
     }
     if let Some((pfname, orig)) = &pf_ctx {
         pf::restore(&mut nl, pfname, orig, &st.applied, &mut errors);
     }
-    errors
+    Undone { errors, missing }
 }
 
 /// Bring the VF netdev back to the host netns under its original name, MAC and MTU. With
 /// `resend` (the PF's admin MAC was just cleared), the MAC is set even when the netdev already
-/// has it, through a temporary one, so that the VF driver tells the PF its MAC again.
+/// has it, through a temporary one, so that the VF driver tells the PF its MAC again. The netdev
+/// is found by identity ([`vf::find_in_pod`], [`vf::find_in_host`]); returns what was looked
+/// for when it was nowhere.
 fn restore_netdev(
     st: &State,
     env: &Env,
     nl: &mut Netlink,
     orig: &NetdevState,
     mut resend: bool,
+    result_mac: Option<MacAddr>,
     errors: &mut Vec<String>,
-) {
+) -> Option<String> {
+    let mut looked = Vec::new();
+    let mut failed = false;
     if st.moved {
         match st.netns.as_deref().filter(|p| netns::is_alive(p)) {
-            Some(path) => match return_from_pod(st, path, orig, resend) {
-                Ok(true) => resend = false,
-                Ok(false) => {
-                    tracing::info!(netns = %path.display(), "VF netdev not in the pod; looking in the host")
+            // Recorded by an earlier version that took the host netns for a pod's.
+            Some(path) if netns::is_current(path).unwrap_or(false) => {
+                tracing::info!(netns = %path.display(), "recorded netns is the host's; looking there")
+            }
+            Some(path) => match return_from_pod(st, path, orig, resend, result_mac) {
+                Ok(FromPod::Returned) => resend = false,
+                Ok(FromPod::NotThere(what)) => {
+                    tracing::info!(netns = %path.display(), looked_for = %what, "VF netdev not in the pod; looking in the host");
+                    looked.push(format!("in netns {}: {what}", path.display()));
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    errors.push(e);
+                    failed = true;
+                }
             },
             None => tracing::info!("pod netns is gone; looking for the VF netdev in the host"),
         }
     }
-    // Wherever it is now in this netns: the VF's net/ entry (whatever it is called), else the
-    // names it had. The pod ifname is taken only when net/ lists it: another host netdev may
-    // carry the same name.
     let sysfs = Sysfs::new(&env.sysfs_root);
-    let listed: Vec<String> = sysfs.netdevs(st.device_id).unwrap_or_default();
-    let mut candidates = listed.clone();
-    candidates.push(orig.name.clone());
-    candidates.extend(st.temp_name.iter().cloned());
-    if listed.contains(&st.ifname) {
-        candidates.push(st.ifname.clone());
-    }
-    let found = candidates.iter().find_map(|n| nl.link_by_name(n).ok());
-    let Some(mut link) = found else {
-        tracing::warn!(pci = %st.device_id, "VF netdev not found in the host netns; nothing to restore there");
-        return;
+    let Some(mut link) = vf::find_in_host(nl, &sysfs, st.device_id) else {
+        looked.push(format!(
+            "in the host: no netdev of VF {} (its sysfs net/ directory)",
+            st.device_id
+        ));
+        return (!failed).then(|| looked.join("; "));
     };
     if let Err(e) = fix_link(nl, &mut link, orig, resend) {
         errors.push(e);
     }
+    None
 }
 
 /// Rename a VF netdev back to `name`. A netdev that came back to the host under another name
@@ -248,23 +311,29 @@ fn fix_link(
     Ok(())
 }
 
+/// Where [`return_from_pod`] left the VF netdev.
+enum FromPod {
+    /// Moved to the host netns (renamed there, or left for the host-side restore to rename).
+    Returned,
+    /// Not in the pod: what was looked for.
+    NotThere(String),
+}
+
 /// In the pod: down, original MAC (see [`set_vf_netdev_mac`] for `resend`) and MTU, then move
-/// to this netns under the original name. `Ok(false)` when the netdev is not in the pod.
+/// to this netns under the original name.
 fn return_from_pod(
     st: &State,
     path: &std::path::Path,
     orig: &NetdevState,
     resend: bool,
-) -> Result<bool, String> {
+    result_mac: Option<MacAddr>,
+) -> Result<FromPod, String> {
     let e = |x: sriov_host::netlink::NetlinkError| x.to_string();
     let mut pod = Netlink::open_in(path).map_err(e)?;
-    let names = [Some(st.ifname.as_str()), st.temp_name.as_deref()];
-    let Some(mut link) = names
-        .iter()
-        .flatten()
-        .find_map(|n| pod.link_by_name(n).ok())
-    else {
-        return Ok(false);
+    let macs = vf::pod_macs(st, result_mac);
+    let mut link = match vf::find_in_pod(&mut pod, st, &macs).map_err(e)? {
+        vf::Lookup::Found(l) => l,
+        vf::Lookup::Missing(what) => return Ok(FromPod::NotThere(what)),
     };
     if link.up {
         pod.set_down(&link).map_err(e)?;
@@ -278,12 +347,12 @@ fn return_from_pod(
     let host =
         File::open("/proc/thread-self/ns/net").map_err(|x| format!("opening host netns: {x}"))?;
     match pod.move_to_netns(&link, &host, &orig.name) {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(FromPod::Returned),
         Err(x) if x.errno() == Some(17) && pod.link_by_index(link.index).is_err() => {
             // Moved, but the rename in the host was refused (e.g. the name is the netdev's own
             // altname): the host-side restore renames it.
             tracing::info!(error = %x, "VF netdev moved to the host; renaming it there");
-            Ok(false)
+            Ok(FromPod::Returned)
         }
         Err(x) if x.errno() == Some(17) => {
             // The original name is taken in the host: come back under the unique name.

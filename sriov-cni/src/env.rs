@@ -168,6 +168,25 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Refuse a `CNI_NETNS` that is the plugin's own network namespace (the host's, compared by
+    /// the namespace file's device and inode): the VF would be renamed in the host and IPAM's
+    /// address and routes would land there. libcni's skel refuses it too (for ADD and DEL).
+    /// A path that is not a live network namespace is left to each command's own checks.
+    pub fn refuse_own_netns(&self) -> Result<()> {
+        let Some(p) = self.netns.as_deref() else {
+            return Ok(());
+        };
+        if sriov_host::netns::is_current(p).unwrap_or(false) {
+            return Err(CniError::env(format!(
+                "CNI_NETNS {}: this is the plugin's own network namespace (the host's), not a pod's; pass the pod sandbox's network namespace",
+                p.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A plugin name that is safe to look up in `CNI_PATH`: a plain file name.
 pub fn valid_plugin_name(s: &str) -> bool {
     !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0')

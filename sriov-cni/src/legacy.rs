@@ -153,9 +153,12 @@ pub fn load(
             mac: mac(&o.effective_mac),
             mtu: c.mtu.unwrap_or(0),
             up: false,
+            ifindex: None,
+            parent: None,
         }),
         temp_name: None,
         moved: kernel,
+        pod_ifindex: None,
         pod_mac: None,
         pod_mtu: None,
         ipam_type: raw

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sriov_host::netlink::VfInfo;
+use sriov_host::netlink::{ParentDev, VfInfo};
 use sriov_host::{MacAddr, PciAddress};
 
 use crate::error::{CniError, Result, DECODE, IO};
@@ -34,6 +34,14 @@ pub struct NetdevState {
     pub mac: Option<MacAddr>,
     pub mtu: u32,
     pub up: bool,
+    /// Its ifindex in the host netns. `None` in records of earlier versions (and of the Go
+    /// plugin), which hold no identity: their netdev is looked for by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+    /// The parent device the kernel reported for it (a VF's PCI device); `None` when it reported
+    /// none (a veth standing in for a VF, a kernel before 5.14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentDev>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,8 +62,11 @@ pub struct State {
     pub netdev: Option<NetdevState>,
     /// The unique name the netdev carries while it moves.
     pub temp_name: Option<String>,
-    /// True once the netdev has left the host netns.
+    /// True once the netdev may have left the host netns.
     pub moved: bool,
+    /// The netdev's ifindex in the pod netns, recorded once it is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ifindex: Option<u32>,
     /// The MAC and MTU ADD set in the pod.
     pub pod_mac: Option<MacAddr>,
     pub pod_mtu: Option<u32>,
@@ -269,6 +280,7 @@ mod tests {
             moved: false,
             pod_mac: None,
             pod_mtu: None,
+            pod_ifindex: None,
             ipam_type: None,
             ipam_done: false,
             conf: Value::Null,

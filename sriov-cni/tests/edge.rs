@@ -317,35 +317,6 @@ fn logs_go_to_the_log_file_never_stdout() {
 }
 
 #[test]
-fn ifname_taken_in_the_pod_rolls_back() {
-    let Some(bed) = Bed::new("ifname_taken") else {
-        return;
-    };
-    let vf = bed.add_vf(1);
-    let pod = bed.pod("p1");
-    let ns = pod.file_name().unwrap().to_str().unwrap();
-    sriov_tests::netbed::ip(&[
-        "-n", ns, "link", "add", "net1", "type", "veth", "peer", "name", "other",
-    ]);
-    let c = conf(
-        &vf.pci,
-        json!({"mtu": 1300, "ipam": bed.host_local("10.77.11.0/24", "10.77.11.1")}),
-    );
-    let add = c1(&bed, "ADD", &c, &pod);
-    assert_eq!(add.code(), Some(102), "{}", add.stdout);
-    assert!(
-        add.msg().contains("net1") && add.msg().contains("exists"),
-        "{}",
-        add.msg()
-    );
-    assert_restored(&bed, &vf);
-    assert!(std::fs::read_dir(bed.state_dir())
-        .unwrap()
-        .flatten()
-        .all(|e| !e.file_name().to_string_lossy().ends_with(".json")));
-}
-
-#[test]
 fn cni_args_mac_and_check_without_add() {
     let Some(bed) = Bed::new("cni_args") else {
         return;

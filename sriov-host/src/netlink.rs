@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::link::{
     LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, Prop, VfInfo as NlVfInfo,
@@ -27,7 +27,10 @@ use crate::mac::MacAddr;
 use crate::netns;
 
 mod addr;
+mod link;
 mod vf;
+use link::to_link;
+pub use link::{Link, ParentDev};
 pub use vf::{VfInfo, VfLinkState, VlanProto};
 
 /// A netlink failure. Kernel refusals carry the operation, the link and the errno.
@@ -71,16 +74,6 @@ const fn libc_enodev() -> i32 {
 }
 
 pub type Result<T, E = NetlinkError> = std::result::Result<T, E>;
-
-/// What the kernel says about a link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub index: u32,
-    pub name: String,
-    pub mac: Option<MacAddr>,
-    pub mtu: u32,
-    pub up: bool,
-}
 
 /// An IP address with its prefix length, as on a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -233,6 +226,23 @@ impl Netlink {
             &format!("ifindex {index}"),
         )?;
         Ok(to_link(&m))
+    }
+
+    /// Every link in this network namespace.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            "list links",
+            "all links",
+        )?;
+        Ok(replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(to_link(l)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The VF admin state the PF reports, one entry per VF; empty when the link reports none
@@ -448,29 +458,6 @@ pub(crate) fn route_addr(ip: IpAddr) -> RouteAddress {
         IpAddr::V4(a) => RouteAddress::Inet(a),
         IpAddr::V6(a) => RouteAddress::Inet6(a),
     }
-}
-
-fn to_link(m: &LinkMessage) -> Link {
-    let mut link = Link {
-        index: m.header.index,
-        name: String::new(),
-        mac: None,
-        mtu: 0,
-        up: m.header.flags.contains(LinkFlags::Up),
-    };
-    for a in &m.attributes {
-        match a {
-            LinkAttribute::IfName(n) => link.name = n.clone(),
-            LinkAttribute::Address(b) if b.len() == 6 => {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(b);
-                link.mac = Some(MacAddr(mac));
-            }
-            LinkAttribute::Mtu(m) => link.mtu = *m,
-            _ => {}
-        }
-    }
-    link
 }
 
 #[cfg(test)]

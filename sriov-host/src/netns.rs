@@ -1,5 +1,6 @@
 //! Network namespaces: run a short piece of work inside one on a dedicated thread (the caller's
-//! thread never changes namespace), and tell a live namespace from a stale path.
+//! thread never changes namespace), tell a live namespace from a stale path, and the caller's own
+//! namespace from another.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,22 @@ pub fn is_alive(path: &Path) -> bool {
     !path.as_os_str().is_empty() && open(path).is_ok()
 }
 
+/// True when `path` is the network namespace the calling thread is in (the same namespace
+/// file: device and inode, as `stat` reports them for any path or bind mount of it).
+pub fn is_current(path: &Path) -> Result<bool, NetnsError> {
+    use std::os::unix::fs::MetadataExt;
+    let stat = |f: &File, p: &Path| {
+        f.metadata().map_err(|source| NetnsError::Open {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let theirs = stat(&open(path)?, path)?;
+    let own_path = Path::new("/proc/thread-self/ns/net");
+    let ours = stat(&open(own_path)?, own_path)?;
+    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
+}
+
 /// Run `f` on a new thread that has entered the network namespace at `path`, and return its
 /// result. Sockets created there stay bound to that namespace; `/proc/sys/net` reads and writes
 /// act on it.
@@ -61,4 +78,31 @@ pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T, N
             path: path.to_path_buf(),
         })?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_namespace_is_told_from_another() {
+        let own = Path::new("/proc/thread-self/ns/net");
+        assert!(is_current(own).unwrap());
+        assert!(matches!(
+            is_current(Path::new("/proc/self/status")),
+            Err(NetnsError::NotNetns { .. })
+        ));
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP own_namespace_is_told_from_another: a new netns needs root");
+            return;
+        }
+        // A thread in a namespace of its own: the process's first thread is elsewhere.
+        std::thread::spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
+            assert!(is_current(Path::new("/proc/thread-self/ns/net")).unwrap());
+            assert!(!is_current(Path::new("/proc/self/ns/net")).unwrap());
+        })
+        .join()
+        .unwrap();
+    }
 }

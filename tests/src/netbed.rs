@@ -40,6 +40,7 @@ pub fn ip(args: &[&str]) -> String {
 /// A link as `ip -j link` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    pub index: u32,
     pub name: String,
     pub mac: String,
     pub mtu: u32,
@@ -219,24 +220,41 @@ impl Bed {
 
     /// A link in `netns` (a pod path, or `None` for the bed's host netns).
     pub fn link(&self, netns: Option<&Path>, name: &str) -> Option<LinkInfo> {
+        self.links_matching(netns, &["dev", name]).pop()
+    }
+
+    /// Every link in `netns`, by name.
+    pub fn links(&self, netns: Option<&Path>) -> Vec<LinkInfo> {
+        let mut all = self.links_matching(netns, &[]);
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    fn links_matching(&self, netns: Option<&Path>, filter: &[&str]) -> Vec<LinkInfo> {
         let ns = self.ns_name(netns);
         let out = Command::new("ip")
-            .args(["-j", "-n", &ns, "link", "show", "dev", name])
+            .args(["-j", "-n", &ns, "link", "show"])
+            .args(filter)
             .output()
             .expect("ip");
         if !out.status.success() {
-            return None;
+            return Vec::new();
         }
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        let l = v.get(0)?;
-        Some(LinkInfo {
-            name: l["ifname"].as_str()?.to_string(),
-            mac: l["address"].as_str()?.to_string(),
-            mtu: l["mtu"].as_u64()? as u32,
-            up: l["flags"]
-                .as_array()
-                .is_some_and(|f| f.iter().any(|x| x == "UP")),
-        })
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let parse = |l: &Value| {
+            Some(LinkInfo {
+                index: l["ifindex"].as_u64()? as u32,
+                name: l["ifname"].as_str()?.to_string(),
+                mac: l["address"].as_str()?.to_string(),
+                mtu: l["mtu"].as_u64()? as u32,
+                up: l["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == "UP")),
+            })
+        };
+        v.as_array()
+            .map(|a| a.iter().filter_map(parse).collect())
+            .unwrap_or_default()
     }
 
     /// `addr/prefix` strings on a link.

@@ -3,6 +3,8 @@
 
 use netlink_packet_core::{Emitable, NlaBuffer, Parseable};
 
+use super::link::to_link;
+
 use super::*;
 
 /// Walk netlink attributes: (type without flags, payload).
@@ -127,4 +129,90 @@ fn decodes_vf_info_as_reported() {
             link_state: Some(VfLinkState::Auto),
         }
     );
+}
+
+/// One netlink attribute, padded.
+fn nla(ty: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
+    v.extend_from_slice(&ty.to_ne_bytes());
+    v.extend_from_slice(payload);
+    while v.len() % 4 != 0 {
+        v.push(0);
+    }
+    v
+}
+
+/// An RTM_NEWLINK payload as the kernel sends it for ifindex 9, with `extra` attributes.
+fn link_reply(extra: &[u8]) -> Link {
+    let mut b = vec![0u8; 16]; // struct ifinfomsg
+    b[4..8].copy_from_slice(&9i32.to_ne_bytes());
+    b[8..12].copy_from_slice(&1u32.to_ne_bytes()); // IFF_UP
+    b.extend(nla(3, b"enp3s0v1\0")); // IFLA_IFNAME
+    b.extend(nla(1, &[2, 0, 0, 0, 0x10, 1])); // IFLA_ADDRESS
+    b.extend(nla(4, &1500u32.to_ne_bytes())); // IFLA_MTU
+    b.extend_from_slice(extra);
+    let m = <LinkMessage as Parseable<[u8]>>::parse(&b[..]).unwrap();
+    to_link(&m)
+}
+
+#[test]
+fn decodes_the_parent_device_of_a_link() {
+    let mut parent = nla(56, b"0000:03:10.1\0"); // IFLA_PARENT_DEV_NAME
+    parent.extend(nla(57, b"pci\0")); // IFLA_PARENT_DEV_BUS_NAME
+    let l = link_reply(&parent);
+    assert_eq!(
+        (l.index, l.name.as_str(), l.mtu, l.up),
+        (9, "enp3s0v1", 1500, true)
+    );
+    let p = l.parent.expect("parent device");
+    assert_eq!(p.to_string(), "pci/0000:03:10.1");
+    assert!(p.is_pci("0000:03:10.1".parse().unwrap()));
+    assert!(!p.is_pci("0000:03:10.2".parse().unwrap()));
+    let other_bus = ParentDev {
+        bus: "virtio".into(),
+        name: "0000:03:10.1".into(),
+    };
+    assert!(!other_bus.is_pci("0000:03:10.1".parse().unwrap()));
+    // A virtual netdev (veth): no parent reported.
+    assert_eq!(link_reply(&[]).parent, None);
+}
+
+/// Read-only, in whatever netns the test runs in: every link the kernel reports with a parent
+/// device names the device that sysfs shows for it. Needs a netdev that has a parent device
+/// (a NIC); skipped otherwise.
+#[test]
+fn kernel_reports_parent_devices_as_sysfs_shows_them() {
+    let Ok(links) = Netlink::open().and_then(|mut nl| nl.links()) else {
+        eprintln!("SKIP kernel_reports_parent_devices_as_sysfs_shows_them: no netlink");
+        return;
+    };
+    let base = |p: std::path::PathBuf| {
+        std::fs::read_link(p)
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    };
+    let mut seen = 0;
+    for l in links.iter() {
+        let Some(p) = &l.parent else { continue };
+        let dir = std::path::Path::new("/sys/class/net").join(&l.name);
+        let (Some(dev), Some(bus)) = (base(dir.join("device")), base(dir.join("device/subsystem")))
+        else {
+            continue;
+        };
+        assert_eq!(
+            (p.bus.as_str(), p.name.as_str()),
+            (bus.as_str(), dev.as_str()),
+            "{}",
+            l.name
+        );
+        seen += 1;
+    }
+    assert!(
+        links.iter().any(|l| l.name == "lo" && l.parent.is_none()),
+        "lo has no parent device"
+    );
+    if seen == 0 {
+        eprintln!("SKIP kernel_reports_parent_devices_as_sysfs_shows_them: no netdev with a parent device here");
+    }
 }
