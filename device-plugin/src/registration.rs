@@ -91,6 +91,7 @@ pub async fn run_kubelet_mode(
     // Which kubelet.sock we registered with since our socket was last (re-)created: a creation
     // event for that same file must not register twice.
     let mut registered_with: Option<FileId> = None;
+    let mut taken_over_logged = false;
     loop {
         let wake = async {
             match next_try {
@@ -145,9 +146,11 @@ pub async fn run_kubelet_mode(
                         return Ok(());
                     }
                 };
+                // Our socket is gone when its file (by identity) is no longer at the path: a
+                // removal event for the name may be our own unlink of a stale file.
                 let ours_gone = match &ev {
-                    DirEvent::Removed(n) => *n == sock_name,
-                    DirEvent::Overflow => !sock.exists(),
+                    DirEvent::Removed(n) => *n == sock_name && !serving.is_in_place(),
+                    DirEvent::Overflow => !serving.is_in_place(),
                     DirEvent::Created(_) => false,
                 };
                 let kubelet_new = match &ev {
@@ -155,7 +158,14 @@ pub async fn run_kubelet_mode(
                     DirEvent::Overflow => true,
                     DirEvent::Removed(_) => false,
                 };
-                if ours_gone {
+                if ours_gone && std::fs::symlink_metadata(&sock).is_ok() {
+                    // Another file took the path (another instance of the plugin starting, say):
+                    // taking it back would make the two fight for ever.
+                    if !taken_over_logged {
+                        tracing::warn!(pool = %resource, socket = %sock.display(), "another process replaced our socket; leaving it alone (is a second plugin running on this node?)");
+                        taken_over_logged = true;
+                    }
+                } else if ours_gone {
                     tracing::info!(pool = %resource, socket = %sock.display(), "socket removed (kubelet restart?): serving again");
                     let old = std::mem::replace(&mut serving, serve(&svc)?);
                     // The old server's file is gone already; only its task has to end.
