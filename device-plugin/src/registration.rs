@@ -12,7 +12,6 @@ use kubelet_proto::pluginregistration::registration_server::{Registration, Regis
 use kubelet_proto::pluginregistration::{
     InfoRequest, PluginInfo, RegistrationStatus, RegistrationStatusResponse,
 };
-use kubelet_proto::v1beta1::device_plugin_server::DevicePluginServer;
 use kubelet_proto::v1beta1::registration_client::RegistrationClient;
 use kubelet_proto::v1beta1::RegisterRequest;
 use kubelet_proto::{connect_uds, KUBELET_SOCKET, VERSION};
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use crate::server::{options, PluginService};
+use crate::server::{device_plugin_server, options, PluginService, MAX_REQUEST_BYTES};
 use crate::socket::{self, SocketError};
 use crate::watch::DirEvent;
 
@@ -80,7 +79,7 @@ pub async fn run_kubelet_mode(
         let mut svc = svc.clone();
         svc.stop = stop.child_token();
         let token = svc.stop.clone();
-        socket::serve(&sock, Routes::new(DevicePluginServer::new(svc)), token)
+        socket::serve(&sock, Routes::new(device_plugin_server(svc)), token)
     };
     let mut serving = serve(&svc)?;
     tracing::info!(pool = %resource, socket = %sock.display(), "serving");
@@ -231,8 +230,8 @@ pub async fn run_watcher_mode(
         let mut dp = svc.clone();
         dp.stop = stop.child_token();
         let token = dp.stop.clone();
-        let routes =
-            Routes::new(DevicePluginServer::new(dp)).add_service(RegistrationServer::new(reg));
+        let routes = Routes::new(device_plugin_server(dp))
+            .add_service(RegistrationServer::new(reg).max_decoding_message_size(MAX_REQUEST_BYTES));
         let serving = socket::serve(&sock, routes, token)?;
         tracing::info!(pool = %resource, socket = %sock.display(), "serving for the plugin watcher");
         loop {
