@@ -31,6 +31,16 @@ pub enum AllocateError {
     BadId { id: String, source: PciAddressError },
     #[error("device {id} is not in pool {pool}")]
     NotOwned { id: String, pool: String },
+    #[error("device {id} is asked for more than once in one Allocate; every device goes to one container once")]
+    Duplicate { id: PciAddress },
+    #[error("{asked} device IDs asked of pool {pool}, which has {has} devices")]
+    TooMany {
+        asked: usize,
+        pool: String,
+        has: usize,
+    },
+    #[error("container request {index} names no device")]
+    Empty { index: usize },
     #[error("device {id}: {source}")]
     Sysfs { id: PciAddress, source: SysfsError },
     #[error("device {id} needs {path}, which does not exist on this node")]
@@ -47,42 +57,88 @@ impl AllocateError {
     pub fn is_invalid_argument(&self) -> bool {
         matches!(
             self,
-            AllocateError::BadId { .. } | AllocateError::NotOwned { .. }
+            AllocateError::BadId { .. }
+                | AllocateError::NotOwned { .. }
+                | AllocateError::Duplicate { .. }
+                | AllocateError::TooMany { .. }
+                | AllocateError::Empty { .. }
         )
     }
 }
 
 /// Parse and check every ID before anything is looked up or written.
 pub fn validate_ids(pool: &Pool, ids: &[String]) -> Result<Vec<PciAddress>, AllocateError> {
-    ids.iter()
-        .map(|id| {
-            let a: PciAddress = id.parse().map_err(|source| AllocateError::BadId {
-                id: id.clone(),
-                source,
-            })?;
-            if pool.devices.contains_key(&a) {
-                Ok(a)
-            } else {
-                Err(AllocateError::NotOwned {
-                    id: id.clone(),
-                    pool: pool.config.resource.to_string(),
-                })
+    Ok(validate_request(pool, &[ids])?.remove(0))
+}
+
+/// Check a whole Allocate request (the IDs of each container) before anything is looked up or
+/// written: no more IDs in all than the pool has, each a PCI address of the pool, none twice
+/// (within a container or across them), no container without IDs. The size check comes first,
+/// so an oversized request costs no parsing.
+pub fn validate_request<S: AsRef<[String]>>(
+    pool: &Pool,
+    containers: &[S],
+) -> Result<Vec<Vec<PciAddress>>, AllocateError> {
+    let asked: usize = containers.iter().map(|c| c.as_ref().len()).sum();
+    if asked > pool.devices.len() {
+        return Err(AllocateError::TooMany {
+            asked,
+            pool: pool.config.resource.to_string(),
+            has: pool.devices.len(),
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(asked);
+    containers
+        .iter()
+        .enumerate()
+        .map(|(index, ids)| {
+            let ids = ids.as_ref();
+            if ids.is_empty() {
+                return Err(AllocateError::Empty { index });
             }
+            ids.iter()
+                .map(|id| {
+                    let a: PciAddress = id.parse().map_err(|source| AllocateError::BadId {
+                        id: id.clone(),
+                        source,
+                    })?;
+                    if !pool.devices.contains_key(&a) {
+                        return Err(AllocateError::NotOwned {
+                            id: id.clone(),
+                            pool: pool.config.resource.to_string(),
+                        });
+                    }
+                    if !seen.insert(a) {
+                        return Err(AllocateError::Duplicate { id: a });
+                    }
+                    Ok(a)
+                })
+                .collect()
         })
         .collect()
 }
 
-/// Build one container's response and write its device-info files.
+/// Build one container's response and write its device-info files (blocking file I/O: call it
+/// off the async runtime).
 pub fn allocate(
     pool: &Pool,
     paths: &HostPaths,
     ids: &[String],
 ) -> Result<ContainerAllocateResponse, AllocateError> {
     let addrs = validate_ids(pool, ids)?;
+    allocate_checked(pool, paths, &addrs)
+}
+
+/// [`allocate`] for IDs [`validate_request`] has checked.
+pub fn allocate_checked(
+    pool: &Pool,
+    paths: &HostPaths,
+    addrs: &[PciAddress],
+) -> Result<ContainerAllocateResponse, AllocateError> {
     let resource = &pool.config.resource;
     let mut specs: Vec<DeviceSpec> = Vec::new();
     let mut info = Map::new();
-    for &a in &addrs {
+    for &a in addrs {
         let dev = DeviceNodes::read(pool, paths, a)?;
         let id = a.to_string();
         let mut entry = Map::new();

@@ -157,3 +157,33 @@ fn ids_are_validated_before_anything_is_read() {
         "{e}"
     );
 }
+
+#[test]
+fn a_request_is_checked_whole_duplicates_and_size_included() {
+    let s = setup(
+        json!({"resourceName": "dpdk", "selectors": {"drivers": ["vfio-pci"]}}),
+        false,
+    );
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let ok = validate_request(&s.pool, &[ids(&["0000:03:10.6"]), ids(&["0000:04:10.7"])]).unwrap();
+    assert_eq!(ok.len(), 2);
+    let e = validate_ids(&s.pool, &ids(&["0000:03:10.6", "0000:03:10.6"])).unwrap_err();
+    assert!(e.is_invalid_argument());
+    assert_eq!(
+        e.to_string(),
+        "device 0000:03:10.6 is asked for more than once in one Allocate; every device goes to one container once"
+    );
+    let e =
+        validate_request(&s.pool, &[ids(&["0000:03:10.6"]), ids(&["0000:03:10.6"])]).unwrap_err();
+    assert!(matches!(e, AllocateError::Duplicate { .. }), "{e}");
+    let e = validate_request(&s.pool, &[ids(&["0000:03:10.6"]), ids(&[])]).unwrap_err();
+    assert!(e.is_invalid_argument());
+    assert_eq!(e.to_string(), "container request 1 names no device");
+    // Too many IDs is found before any is parsed.
+    let e = validate_ids(&s.pool, &vec!["bogus".to_string(); 5]).unwrap_err();
+    assert!(e.is_invalid_argument());
+    assert_eq!(
+        e.to_string(),
+        "5 device IDs asked of pool intel.com/dpdk, which has 4 devices"
+    );
+}

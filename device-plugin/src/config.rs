@@ -85,6 +85,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("config {path} is {kind}, not a regular file; point --config at a JSON file")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("config {path} is larger than the {} MiB limit; a pool config is a few KiB", MAX_CONFIG_BYTES / (1024 * 1024))]
+    TooLarge { path: PathBuf },
     #[error("config {path} is not valid JSON: {source}")]
     Json {
         path: PathBuf,
@@ -118,14 +122,69 @@ const POOL_KEYS: &[&str] = &[
     "allocationPolicy",
 ];
 
-impl Config {
-    /// Read and validate a config file.
-    pub fn load(path: &Path, default_prefix: &str) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// The largest config file read; anything larger is refused unread.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Read a config file: a regular file (symlinks followed, as a ConfigMap volume needs) of at
+/// most [`MAX_CONFIG_BYTES`]. Anything else (a FIFO, a device such as `/dev/zero`, a directory)
+/// is refused without reading from it or waiting on it.
+pub fn read_config(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(ConfigError::NotRegular {
             path: path.to_path_buf(),
-            source,
-        })?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+            kind,
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    // The size may change under us: never read more than the limit allows.
+    let mut out = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(read_err)?;
+    if out.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Read ([`read_config`]) and validate a config file.
+    pub fn load(path: &Path, default_prefix: &str) -> Result<Config, ConfigError> {
+        let text = read_config(path)?;
+        let value: Value = serde_json::from_slice(&text).map_err(|source| ConfigError::Json {
             path: path.to_path_buf(),
             source,
         })?;

@@ -206,3 +206,59 @@ fn load_reports_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn read_config_takes_regular_files_up_to_the_limit_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.json");
+    std::fs::write(&ok, "{}").unwrap();
+    assert_eq!(read_config(&ok).unwrap(), b"{}");
+    // A symlink is followed (a ConfigMap volume is symlinks).
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(&ok, &link).unwrap();
+    assert_eq!(read_config(&link).unwrap(), b"{}");
+
+    let at_limit = dir.path().join("at.json");
+    std::fs::File::create(&at_limit)
+        .unwrap()
+        .set_len(MAX_CONFIG_BYTES)
+        .unwrap();
+    assert_eq!(
+        read_config(&at_limit).unwrap().len() as u64,
+        MAX_CONFIG_BYTES
+    );
+    let over = dir.path().join("over.json");
+    std::fs::File::create(&over)
+        .unwrap()
+        .set_len(MAX_CONFIG_BYTES + 1)
+        .unwrap();
+    let e = read_config(&over).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "config {} is larger than the 4 MiB limit; a pool config is a few KiB",
+            over.display()
+        )
+    );
+
+    // A FIFO without a writer: refused at once, not waited on.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let e = read_config(&fifo).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("is a FIFO, not a regular file; point --config at a JSON file"),
+        "{e}"
+    );
+    let e = read_config(Path::new("/dev/zero")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config /dev/zero is a character device, not a regular file; point --config at a JSON file"
+    );
+    let e = read_config(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("is a directory"), "{e}");
+    assert!(matches!(
+        Config::load(&fifo, "intel.com"),
+        Err(ConfigError::NotRegular { .. })
+    ));
+}

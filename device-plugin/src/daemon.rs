@@ -52,6 +52,29 @@ impl DaemonError {
     }
 }
 
+/// Async worker threads of the daemon's runtime.
+pub const WORKER_THREADS: usize = 2;
+/// Threads for blocking work (Allocate's device-info writes, provisioning): Allocates beyond
+/// this many at once wait their turn.
+pub const BLOCKING_THREADS: usize = 16;
+
+/// Raise the soft limit on open files to the hard limit, so a flood of connections on one
+/// listener cannot leave the kubelet sockets without a descriptor to accept with (the metrics
+/// listener caps its own connections too). Failing to is logged, not fatal.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "open-file limit raised"),
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit")
+            }
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+}
+
 /// The config, everything discovered, and each pool's devices (in config order).
 pub struct Discovered {
     pub config: Config,

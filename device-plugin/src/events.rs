@@ -5,6 +5,7 @@
 //! - PCI devices appearing, disappearing, binding and unbinding (kernel uevents),
 //! - the config file changing ([`sriov_host::filewatch`]).
 
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,14 +13,17 @@ use sriov_host::linkmon::{LinkMonitor, LinkState};
 use sriov_host::uevent::{Uevent, UeventListener};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::config::{read_config, ConfigError};
+
 #[derive(Debug)]
 pub enum Event {
     /// Link states; `full` when this is a complete dump (links not in it do not exist).
     Links { states: Vec<LinkState>, full: bool },
     /// PCI devices were added, removed, bound or unbound.
     Devices(Vec<Uevent>),
-    /// The config file has new content.
-    Config(Vec<u8>),
+    /// The config file has new content, or can no longer be read (too large, not a regular
+    /// file, unreadable): the error says why.
+    Config(Result<Vec<u8>, String>),
 }
 
 /// The uevent actions that change pool membership or health.
@@ -108,9 +112,16 @@ pub fn spawn_uevents(tx: UnboundedSender<Event>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Follow the config file (in-place writes, renames, the ConfigMap `..data` swap).
+/// Follow the config file (in-place writes, renames, the ConfigMap `..data` swap). It is read
+/// as [`read_config`] reads it at start: a file that vanished is no event, one that cannot be
+/// read (too large, a FIFO) is reported as an error.
 pub fn spawn_config(path: &Path, tx: UnboundedSender<Event>) -> std::io::Result<()> {
-    sriov_host::filewatch::watch_file(path, move |content| {
+    let read = |p: &Path| match read_config(p) {
+        Ok(content) => Some(Ok(content)),
+        Err(ConfigError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => None,
+        Err(e) => Some(Err(e.to_string())),
+    };
+    sriov_host::filewatch::watch_file_with(path, read, move |content| {
         tx.send(Event::Config(content)).is_ok()
     })?;
     Ok(())

@@ -35,7 +35,13 @@ fn main() -> ExitCode {
 }
 
 fn run_daemon(opts: sriov_device_plugin::cli::Opts) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    daemon::raise_fd_limit();
+    // Two workers: a pool's Allocate, a config apply or a sysfs re-scan on one never holds up
+    // the kubelet's calls on the others (blocking file I/O goes to the blocking pool anyway).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(daemon::WORKER_THREADS)
+        .max_blocking_threads(daemon::BLOCKING_THREADS)
+        .thread_name("sriov-dp")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -44,8 +44,9 @@ use tokio_util::sync::CancellationToken;
 use crate::health::Health;
 use crate::pool::Pool;
 
-/// How long a client may take to send its request headers.
-const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a client may take to send a request's headers (and an idle keep-alive connection
+/// may wait for the next request).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The content type of the OpenMetrics text format `prometheus-client` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -337,6 +338,11 @@ pub fn spawn_pool_watch(
 
 /// Serve `/metrics` and `/healthz` on `addr` until `stop`. Returns the bound address (useful
 /// with port 0) once listening.
+///
+/// At most [`MAX_CONNECTIONS`] connections are open at once: a new one closes the oldest, so
+/// idle or slow clients can neither exhaust the process's descriptors (which the kubelet sockets
+/// need) nor lock out a health probe. A client gets [`HEADER_TIMEOUT`] to send each request's
+/// headers, an idle keep-alive connection as long.
 pub async fn serve(
     metrics: &'static Metrics,
     addr: SocketAddr,
@@ -344,7 +350,8 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, "metrics listening");
+    tracing::info!(addr = %local, max_connections = MAX_CONNECTIONS, "metrics listening");
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
     let task = tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -358,7 +365,8 @@ pub async fn serve(
                     }
                 },
             };
-            let stop = stop.clone();
+            let (id, closed) = lock(&open).admit(&stop);
+            let open = open.clone();
             tokio::spawn(async move {
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -373,13 +381,54 @@ pub async fn serve(
                     r = conn => if let Err(e) = r {
                         tracing::debug!(error = %e, "metrics connection");
                     },
-                    _ = stop.cancelled() => {}
+                    // Evicted by a newer connection, or the daemon stops.
+                    _ = closed.cancelled() => {}
                 }
+                lock(&open).remove(id);
             });
         }
         tracing::debug!("metrics listener stopped");
     });
     Ok((local, task))
+}
+
+/// How many connections the metrics listener keeps open at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// The open metrics connections, oldest first, each with the token that closes it.
+#[derive(Default)]
+struct OpenConnections {
+    next_id: u64,
+    open: std::collections::VecDeque<(u64, CancellationToken)>,
+}
+
+impl OpenConnections {
+    /// Make room for a new connection (closing the oldest at the cap) and register it; its
+    /// token is a child of `stop`.
+    fn admit(&mut self, stop: &CancellationToken) -> (u64, CancellationToken) {
+        while self.open.len() >= MAX_CONNECTIONS {
+            if let Some((_, oldest)) = self.open.pop_front() {
+                oldest.cancel();
+                tracing::debug!(
+                    max = MAX_CONNECTIONS,
+                    "metrics connections at the cap: closed the oldest"
+                );
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let token = stop.child_token();
+        self.open.push_back((id, token.clone()));
+        (id, token)
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.open.retain(|(i, _)| *i != id);
+    }
+}
+
+fn lock(m: &Mutex<OpenConnections>) -> std::sync::MutexGuard<'_, OpenConnections> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn handle(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -221,3 +221,27 @@ fn a_fresh_daemon_reports_its_config_as_good_and_no_error() {
     assert_eq!(e.value("sriov_dp_config_reloads_total", &[]), Some(0.0));
     assert_eq!(m.last_config_error(), None);
 }
+
+#[test]
+fn a_connection_past_the_cap_closes_the_oldest() {
+    let stop = CancellationToken::new();
+    let mut open = OpenConnections::default();
+    let tokens: Vec<(u64, CancellationToken)> =
+        (0..MAX_CONNECTIONS).map(|_| open.admit(&stop)).collect();
+    assert!(tokens.iter().all(|(_, t)| !t.is_cancelled()));
+    let (newest, t) = open.admit(&stop);
+    assert!(tokens[0].1.is_cancelled(), "the oldest is closed");
+    assert!(tokens[1..].iter().all(|(_, t)| !t.is_cancelled()));
+    assert_eq!(open.open.len(), MAX_CONNECTIONS);
+    // A connection that ends on its own frees its place.
+    open.remove(tokens[5].0);
+    open.admit(&stop);
+    assert!(!tokens[1].1.is_cancelled());
+    open.remove(newest);
+    assert!(!t.is_cancelled());
+    stop.cancel();
+    assert!(
+        tokens[2].1.is_cancelled(),
+        "stopping closes every connection"
+    );
+}

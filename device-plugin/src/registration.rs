@@ -12,7 +12,6 @@ use kubelet_proto::pluginregistration::registration_server::{Registration, Regis
 use kubelet_proto::pluginregistration::{
     InfoRequest, PluginInfo, RegistrationStatus, RegistrationStatusResponse,
 };
-use kubelet_proto::v1beta1::device_plugin_server::DevicePluginServer;
 use kubelet_proto::v1beta1::registration_client::RegistrationClient;
 use kubelet_proto::v1beta1::RegisterRequest;
 use kubelet_proto::{connect_uds, KUBELET_SOCKET, VERSION};
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use crate::server::{options, PluginService};
+use crate::server::{device_plugin_server, options, PluginService, MAX_REQUEST_BYTES};
 use crate::socket::{self, SocketError};
 use crate::watch::DirEvent;
 
@@ -80,7 +79,7 @@ pub async fn run_kubelet_mode(
         let mut svc = svc.clone();
         svc.stop = stop.child_token();
         let token = svc.stop.clone();
-        socket::serve(&sock, Routes::new(DevicePluginServer::new(svc)), token)
+        socket::serve(&sock, Routes::new(device_plugin_server(svc)), token)
     };
     let mut serving = serve(&svc)?;
     tracing::info!(pool = %resource, socket = %sock.display(), "serving");
@@ -91,6 +90,7 @@ pub async fn run_kubelet_mode(
     // Which kubelet.sock we registered with since our socket was last (re-)created: a creation
     // event for that same file must not register twice.
     let mut registered_with: Option<FileId> = None;
+    let mut taken_over_logged = false;
     loop {
         let wake = async {
             match next_try {
@@ -145,9 +145,11 @@ pub async fn run_kubelet_mode(
                         return Ok(());
                     }
                 };
+                // Our socket is gone when its file (by identity) is no longer at the path: a
+                // removal event for the name may be our own unlink of a stale file.
                 let ours_gone = match &ev {
-                    DirEvent::Removed(n) => *n == sock_name,
-                    DirEvent::Overflow => !sock.exists(),
+                    DirEvent::Removed(n) => *n == sock_name && !serving.is_in_place(),
+                    DirEvent::Overflow => !serving.is_in_place(),
                     DirEvent::Created(_) => false,
                 };
                 let kubelet_new = match &ev {
@@ -155,7 +157,14 @@ pub async fn run_kubelet_mode(
                     DirEvent::Overflow => true,
                     DirEvent::Removed(_) => false,
                 };
-                if ours_gone {
+                if ours_gone && std::fs::symlink_metadata(&sock).is_ok() {
+                    // Another file took the path (another instance of the plugin starting, say):
+                    // taking it back would make the two fight for ever.
+                    if !taken_over_logged {
+                        tracing::warn!(pool = %resource, socket = %sock.display(), "another process replaced our socket; leaving it alone (is a second plugin running on this node?)");
+                        taken_over_logged = true;
+                    }
+                } else if ours_gone {
                     tracing::info!(pool = %resource, socket = %sock.display(), "socket removed (kubelet restart?): serving again");
                     let old = std::mem::replace(&mut serving, serve(&svc)?);
                     // The old server's file is gone already; only its task has to end.
@@ -221,8 +230,8 @@ pub async fn run_watcher_mode(
         let mut dp = svc.clone();
         dp.stop = stop.child_token();
         let token = dp.stop.clone();
-        let routes =
-            Routes::new(DevicePluginServer::new(dp)).add_service(RegistrationServer::new(reg));
+        let routes = Routes::new(device_plugin_server(dp))
+            .add_service(RegistrationServer::new(reg).max_decoding_message_size(MAX_REQUEST_BYTES));
         let serving = socket::serve(&sock, routes, token)?;
         tracing::info!(pool = %resource, socket = %sock.display(), "serving for the plugin watcher");
         loop {

@@ -221,8 +221,17 @@ impl Node {
                 }
             }
             Event::Devices(_) => self.rescan(),
-            Event::Config(content) => self.reload(&content).await,
+            Event::Config(Ok(content)) => self.reload(&content).await,
+            Event::Config(Err(e)) => self.refuse(e),
         }
+    }
+
+    /// The config file could not be read (too large, not a regular file): like an invalid
+    /// config, logged and ignored.
+    fn refuse(&mut self, e: String) {
+        tracing::error!(config = %self.opts.config.display(), error = %e, "config refused; the running pools keep serving unchanged");
+        metrics::config_reload(false, Some(&e));
+        self.last_config_error = Some(e);
     }
 
     /// A new config file content: validate, provision, rebuild and diff the pools.

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use kubelet_proto::v1beta1::device_plugin_server::DevicePlugin;
+use kubelet_proto::v1beta1::device_plugin_server::{DevicePlugin, DevicePluginServer};
 use kubelet_proto::v1beta1::{
     AllocateRequest, AllocateResponse, ContainerPreferredAllocationResponse, Device,
     DevicePluginOptions, Empty, ListAndWatchResponse, NumaNode, PreStartContainerRequest,
@@ -16,9 +16,7 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use sriov_host::PciAddress;
-
-use crate::allocate::{allocate, HostPaths};
+use crate::allocate::{allocate_checked, validate_request, AllocateError, HostPaths};
 use crate::cdi::Cdi;
 use crate::metrics;
 use crate::pool::{DeviceStatus, PoolCell};
@@ -42,6 +40,15 @@ pub struct PluginService {
     pub stop: CancellationToken,
     /// With `--cdi`: Allocate answers with CDI names.
     pub cdi: Option<Arc<Cdi>>,
+}
+
+/// The largest request message a pool accepts (tonic's default is 4 MiB): room for some 60,000
+/// device IDs, far beyond any pool.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// The gRPC service of one pool, with the request size limit.
+pub fn device_plugin_server(svc: PluginService) -> DevicePluginServer<PluginService> {
+    DevicePluginServer::new(svc).max_decoding_message_size(MAX_REQUEST_BYTES)
 }
 
 /// A device list as the kubelet wants it.
@@ -110,8 +117,26 @@ impl DevicePlugin for PluginService {
         let inv = Inventory::of_pool(&current);
         let policy = current.config.allocation_policy;
         let pool = &current.config.resource;
+        let req = req.into_inner();
+        // The kubelet names each free device once and the must-include ones again, for one
+        // container: more IDs than twice the pool's size, or more containers than devices, is
+        // not a request it makes, and would cost time for nothing.
+        let named: usize = req
+            .container_requests
+            .iter()
+            .map(|c| c.available_device_i_ds.len() + c.must_include_device_i_ds.len())
+            .sum();
+        let containers = req.container_requests.len();
+        if named > 2 * inv.len() || containers > inv.len().max(1) {
+            let e = format!(
+                "{pool}: {named} device IDs for {containers} containers in one GetPreferredAllocation; the pool has {} devices",
+                inv.len()
+            );
+            tracing::warn!(pool = %pool, error = %e, "GetPreferredAllocation refused");
+            return Err(Status::invalid_argument(e));
+        }
         let mut container_responses = Vec::new();
-        for c in req.into_inner().container_requests {
+        for c in req.container_requests {
             let ids = preferred(
                 &inv,
                 policy,
@@ -136,38 +161,60 @@ impl DevicePlugin for PluginService {
         req: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
         let current = self.pool.get();
-        let pool = &current.config.resource;
-        let mut container_responses = Vec::new();
-        for c in req.into_inner().container_requests {
-            match allocate(&current, &self.paths, &c.devices_ids) {
-                Ok(mut r) => {
-                    if let Some(cdi) = &self.cdi {
-                        let ids: Vec<PciAddress> = c
-                            .devices_ids
-                            .iter()
-                            .filter_map(|i| i.parse().ok())
-                            .collect();
-                        cdi.apply(&current, &self.paths, &ids, &mut r);
-                    }
-                    tracing::info!(pool = %pool, devices = ?c.devices_ids, "allocated");
-                    metrics::allocation(&pool.to_string(), true);
-                    container_responses.push(r);
-                }
-                Err(e) => {
-                    tracing::warn!(pool = %pool, devices = ?c.devices_ids, error = %e, "allocate refused");
-                    metrics::allocation(&pool.to_string(), false);
-                    let msg = e.to_string();
-                    return Err(if e.is_invalid_argument() {
-                        Status::invalid_argument(msg)
-                    } else {
-                        Status::failed_precondition(msg)
-                    });
-                }
+        let resource = current.config.resource.to_string();
+        let containers: Vec<Vec<String>> = req
+            .into_inner()
+            .container_requests
+            .into_iter()
+            .map(|c| c.devices_ids)
+            .collect();
+        // A refused Allocate counts as one refused container allocation; its IDs are not logged
+        // (there may be thousands), the error names the one at fault.
+        let refused = |e: AllocateError| {
+            tracing::warn!(pool = %resource, containers = containers.len(), error = %e, "allocate refused");
+            metrics::allocation(&resource, false);
+            let msg = e.to_string();
+            if e.is_invalid_argument() {
+                Status::invalid_argument(msg)
+            } else {
+                Status::failed_precondition(msg)
             }
+        };
+        // Checked here (cheap, no I/O) so a bad request is refused before any thread is used.
+        let checked = validate_request(&current, &containers).map_err(refused)?;
+        // Sysfs reads and fsynced device-info writes: off the runtime, so the other pools, the
+        // kubelet's other calls and /healthz go on meanwhile.
+        let paths = self.paths.clone();
+        let cdi = self.cdi.clone();
+        let pool = current.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut responses = Vec::with_capacity(checked.len());
+            for addrs in &checked {
+                let mut r = allocate_checked(&pool, &paths, addrs)?;
+                if let Some(cdi) = &cdi {
+                    cdi.apply(&pool, &paths, addrs, &mut r);
+                }
+                responses.push(r);
+            }
+            Ok::<_, AllocateError>(responses)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(pool = %resource, error = %e, "allocate task failed");
+            Status::internal(format!("{resource}: allocate task failed"))
+        })?;
+        match out {
+            Ok(container_responses) => {
+                for (c, r) in containers.iter().zip(&container_responses) {
+                    tracing::info!(pool = %resource, devices = ?c, cdi = !r.cdi_devices.is_empty(), "allocated");
+                    metrics::allocation(&resource, true);
+                }
+                Ok(Response::new(AllocateResponse {
+                    container_responses,
+                }))
+            }
+            Err(e) => Err(refused(e)),
         }
-        Ok(Response::new(AllocateResponse {
-            container_responses,
-        }))
     }
 
     async fn pre_start_container(

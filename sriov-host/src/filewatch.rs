@@ -19,8 +19,23 @@ pub const SETTLE: Duration = Duration::from_millis(50);
 /// Returns an error only when the watch cannot be set up.
 pub fn watch_file(
     path: &Path,
-    mut on_change: impl FnMut(Vec<u8>) -> bool + Send + 'static,
+    on_change: impl FnMut(Vec<u8>) -> bool + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    watch_file_with(path, |p| std::fs::read(p).ok(), on_change)
+}
+
+/// [`watch_file`] with the file read by `read`, which decides what a read gives (say, a size
+/// limit, or an error to report): `None` means "nothing there", which is not a change to act on.
+pub fn watch_file_with<T, R, F>(
+    path: &Path,
+    mut read: R,
+    mut on_change: F,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    T: PartialEq + Clone + Send + 'static,
+    R: FnMut(&Path) -> Option<T> + Send + 'static,
+    F: FnMut(T) -> bool + Send + 'static,
+{
     let path = path.to_path_buf();
     let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
     let flags = AddWatchFlags::IN_CLOSE_WRITE
@@ -32,7 +47,7 @@ pub fn watch_file(
     for dir in dirs_to_watch(&path) {
         ino.add_watch(&dir, flags)?;
     }
-    let mut last = std::fs::read(&path).ok();
+    let mut last = read(&path);
     std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || loop {
@@ -49,7 +64,7 @@ pub fn watch_file(
                     break;
                 }
             }
-            let now = std::fs::read(&path).ok();
+            let now = read(&path);
             if now != last {
                 last = now.clone();
                 // A deleted file is not a change to act on: keep serving what we have.

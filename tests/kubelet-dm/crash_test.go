@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +109,48 @@ func TestKubeletCrash(t *testing.T) {
 	t.Logf("RE-REGISTRATION LATENCY after a kubelet crash: %v after the new device manager started", took.Round(time.Millisecond))
 	if took > reRegisterLimit {
 		t.Errorf("re-registration after a crash took %v, more than %v", took.Round(time.Millisecond), reRegisterLimit)
+	}
+}
+
+// TestPluginCrash kills the plugin with SIGKILL under a running device manager (its sockets stay
+// behind, as after a DaemonSet container restart) and starts it again on the same directory:
+// each pool registers once, the capacity comes back unchanged, and the new plugin then idles
+// (it must not take its own removal of the stale socket for a kubelet restart).
+func TestPluginCrash(t *testing.T) {
+	e := newEnv(t)
+	k := e.startKubelet()
+	e.startPlugin("kubelet")
+	e.waitRegistered(k, "first registration")
+	regs0 := map[string]int{resNet: Registrations(resNet), resDPDK: Registrations(resDPDK)}
+	refused0 := RefusedRegistrations()
+
+	if err := e.plugin.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-e.plugin.done
+	for _, s := range []string{"arm.com_ps225_sriov_netdevice.sock", "arm.com_ps225_dpdk.sock"} {
+		if st, err := os.Lstat(filepath.Join(e.dp, s)); err != nil || st.Mode()&os.ModeSocket == 0 {
+			t.Errorf("%s: the killed plugin's socket should stay behind (%v)", s, err)
+		}
+	}
+	// The device manager sees the plugin gone: its devices turn unhealthy, the capacity stays.
+	gone := map[string]Counts{resNet: {Capacity: 12}, resDPDK: {Capacity: 4}}
+	if _, got, ok := k.WaitCapacity(gone, 5*time.Second); !ok {
+		t.Errorf("after the plugin's SIGKILL: GetCapacity %v, want %v", got, gone)
+	}
+
+	e.startPlugin("kubelet")
+	took := e.waitRegistered(k, "registration after a plugin SIGKILL")
+	t.Logf("RE-REGISTRATION after a plugin SIGKILL: both resources counted again %v after the new plugin started", took.Round(time.Millisecond))
+	time.Sleep(time.Second) // a Register storm, if any, shows by now
+	checkRegisteredOnce(t, regs0, refused0)
+	if got := k.Capacity(); got[resNet] != fullCapacity[resNet] || got[resDPDK] != fullCapacity[resDPDK] {
+		t.Errorf("GetCapacity %v after the restart, want %v", got, fullCapacity)
+	}
+	out := e.plugin.Output()
+	lines, again := strings.Count(out, "\n"), strings.Count(out, "serving again")
+	t.Logf("PLUGIN OUTPUT after a SIGKILL restart: %d lines, \"serving again\" %d times", lines, again)
+	if again != 0 || lines > 400 {
+		t.Errorf("the restarted plugin loops: %d output lines, %d \"serving again\"", lines, again)
 	}
 }

@@ -248,6 +248,33 @@ impl TestKubelet {
         self.shared.registrations.lock().unwrap().clone()
     }
 
+    /// How many times `resource` registered so far.
+    pub fn registration_count(&self, resource: &str) -> usize {
+        self.shared
+            .registrations
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.request.resource_name == resource)
+            .count()
+    }
+
+    /// Wait until `resource` has sent a device list on a stream opened after `since` (its
+    /// registration), and return that list.
+    pub async fn wait_for_fresh_list(
+        &self,
+        resource: &str,
+        since: Instant,
+        timeout: Duration,
+    ) -> Result<Vec<Device>, String> {
+        self.wait_for(&format!("a new device list of {resource}"), timeout, |k| {
+            k.resource(resource)
+                .filter(|r| r.first_list_at.is_some_and(|t| t >= since))
+                .and_then(|r| r.devices)
+        })
+        .await
+    }
+
     /// The current state of a resource.
     pub fn resource(&self, resource: &str) -> Option<ResourceState> {
         self.shared.resources.lock().unwrap().get(resource).cloned()

@@ -266,3 +266,89 @@ impl Plugin {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 }
+
+impl Bed {
+    /// Start the plugin daemon under `wrapper` (a command that execs the rest, e.g.
+    /// `prlimit --nofile=256:256 --`), so the limits apply to the plugin process itself.
+    pub fn spawn_wrapped(&self, wrapper: &[&str], mode: &str, extra: &[&str]) -> Plugin {
+        let log = fs::File::create(self.log()).unwrap();
+        let child = Command::new(wrapper[0])
+            .args(&wrapper[1..])
+            .arg(bin())
+            .args(self.args(mode))
+            .args(extra)
+            .env("RUST_LOG", "debug,h2=info,tower=info,hyper=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Plugin {
+            child: Some(child),
+            log: self.log(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Plugin {
+    /// SIGKILL: the process dies at once, leaving its sockets behind (what a crash or a
+    /// container kill does).
+    pub fn sigkill(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+
+    /// CPU time used so far (user + system), in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
+        let s = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // The command name may hold spaces: fields count from after its closing parenthesis.
+        let rest = &s[s.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Lines of the log containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// CPU ticks and new log lines over `window` of otherwise idle running.
+    pub async fn idle_cost(&self, window: Duration) -> (u64, usize) {
+        let (t0, l0) = (self.cpu_ticks(), self.log().lines().count());
+        tokio::time::sleep(window).await;
+        (
+            self.cpu_ticks() - t0,
+            self.log().lines().count().saturating_sub(l0),
+        )
+    }
+
+    /// The metrics listener's address, from the log (`--metrics-addr 127.0.0.1:0`).
+    pub async fn metrics_addr(&self, timeout: Duration) -> std::net::SocketAddr {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if let Some(a) = log
+                .lines()
+                .find(|l| l.contains("metrics listening"))
+                .and_then(|l| l.split("addr=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+            {
+                return a.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no metrics listener:\n{log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
