@@ -182,7 +182,7 @@ impl DevicePlugin for PluginService {
         };
         // Checked here (cheap, no I/O) so a bad request is refused before any thread is used.
         let checked = validate_request(&current, &containers).map_err(refused)?;
-        // Sysfs reads and fsynced device-info writes: off the runtime, so the other pools, the
+        // Sysfs reads and device-info writes: off the runtime, so the other pools, the
         // kubelet's other calls and /healthz go on meanwhile.
         let paths = self.paths.clone();
         let cdi = self.cdi.clone();

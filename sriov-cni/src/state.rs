@@ -133,8 +133,7 @@ impl State {
         ensure_dir(dir)?;
         let p = self.path(dir);
         let json = serde_json::to_vec_pretty(self).map_err(|e| io("encoding state", &p, e))?;
-        sriov_host::fsio::replace_file(&p, &json, FILE_MODE, false)
-            .map_err(|e| io("writing state", &p, e))
+        sriov_host::fsio::replace_file(&p, &json, FILE_MODE).map_err(|e| io("writing state", &p, e))
     }
 
     /// Why this state must not be acted on for the attachment (`container_id`, `ifname`), on

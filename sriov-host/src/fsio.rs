@@ -16,9 +16,9 @@ use nix::fcntl::OFlag;
 /// so more than one try means someone is planting files in the directory.
 const TEMP_ATTEMPTS: u32 = 16;
 
-/// Write `content` to `path` atomically and durably with mode 0644: see [`replace_file`].
+/// Write `content` to `path` atomically with mode 0644: see [`replace_file`].
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
-    replace_file(path, content, 0o644, true)
+    replace_file(path, content, 0o644)
 }
 
 /// Replace `path` with `content`, file mode `mode`, through a temporary file in the same
@@ -29,11 +29,16 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
 /// file) is followed or written through; a taken name is retried with another. Its mode is set
 /// with `fchmod` before the rename (the umask does not narrow it), and it is removed when any
 /// step fails. The rename replaces whatever is at `path` (a symlink there is replaced, not
-/// followed). With `durable` the data is fsynced before the rename, so it also survives a power
-/// loss; without, a power loss may leave the old content or an empty file (for state that a
-/// reboot makes moot anyway). Missing parent directories are created (mode 0755 before umask).
-pub fn replace_file(path: &Path, content: &[u8], mode: u32, durable: bool) -> io::Result<()> {
-    replace_file_with(path, content, mode, durable, &mut || {
+/// followed).
+///
+/// Nothing is fsynced: every file either program replaces describes state that a reboot makes
+/// moot (device-info and CDI files under `/var/run`, rewritten by the next Allocate; the CNI's
+/// record of a VF inside a pod netns), so a power loss may leave the old content or an empty
+/// file, and readers of such a file must cope with that (the CNI's DEL does). An fsync costs a
+/// disk flush per file, which on a VM's disk is tens of milliseconds on the Allocate and ADD
+/// paths. Missing parent directories are created (mode 0755 before umask).
+pub fn replace_file(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    replace_file_with(path, content, mode, &mut || {
         getrandom::u64().map_err(io::Error::other)
     })
 }
@@ -43,7 +48,6 @@ fn replace_file_with(
     path: &Path,
     content: &[u8],
     mode: u32,
-    durable: bool,
     suffix: &mut dyn FnMut() -> io::Result<u64>,
 ) -> io::Result<()> {
     let name = path.file_name().ok_or_else(|| {
@@ -61,7 +65,6 @@ fn replace_file_with(
     let done = file
         .write_all(content)
         .and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)))
-        .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
         .and_then(|()| {
             drop(file);
             fs::rename(&tmp, path)

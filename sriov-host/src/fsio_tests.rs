@@ -19,15 +19,15 @@ fn mode(p: &Path) -> u32 {
 fn replace_file_swaps_the_whole_content_and_leaves_no_temporary() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("s.json");
-    replace_file(&p, b"a longer first content", 0o600, false).unwrap();
-    replace_file(&p, b"second", 0o600, false).unwrap();
+    replace_file(&p, b"a longer first content", 0o600).unwrap();
+    replace_file(&p, b"second", 0o600).unwrap();
     assert_eq!(fs::read(&p).unwrap(), b"second");
     write_atomic(&p, b"third").unwrap();
     assert_eq!(fs::read(&p).unwrap(), b"third");
     // The rename fails (the target is a non-empty directory): the temporary goes too.
     let d = dir.path().join("d");
     fs::create_dir_all(d.join("x")).unwrap();
-    assert!(replace_file(&d, b"x", 0o644, true).is_err());
+    assert!(replace_file(&d, b"x", 0o644).is_err());
     assert_eq!(names(dir.path()), ["d", "s.json"]);
 }
 
@@ -36,9 +36,9 @@ fn replace_file_sets_the_mode_whatever_the_umask() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("f");
     // 0666 is narrowed by any umask at creation: only the fchmod gives it.
-    replace_file(&p, b"x", 0o666, false).unwrap();
+    replace_file(&p, b"x", 0o666).unwrap();
     assert_eq!(mode(&p), 0o666);
-    replace_file(&p, b"x", 0o600, false).unwrap();
+    replace_file(&p, b"x", 0o600).unwrap();
     assert_eq!(mode(&p), 0o600);
     write_atomic(&p, b"y").unwrap();
     assert_eq!(mode(&p), 0o644);
@@ -58,9 +58,9 @@ fn a_symlink_planted_at_a_temporary_name_is_never_written_through() {
     for n in &planted {
         symlink(&victim, dir.path().join(n)).unwrap();
     }
-    replace_file(&p, b"real", 0o600, false).unwrap();
+    replace_file(&p, b"real", 0o600).unwrap();
     let mut next = [1u64, 2, 3].into_iter();
-    replace_file_with(&p, b"again", 0o600, false, &mut || Ok(next.next().unwrap())).unwrap();
+    replace_file_with(&p, b"again", 0o600, &mut || Ok(next.next().unwrap())).unwrap();
     assert!(!victim.exists(), "written through a planted symlink");
     assert_eq!(fs::read(&p).unwrap(), b"again");
     assert!(planted
@@ -68,7 +68,7 @@ fn a_symlink_planted_at_a_temporary_name_is_never_written_through() {
         .all(|n| fs::symlink_metadata(dir.path().join(n)).is_ok()));
 
     // Every name taken: a clear error, nothing written anywhere.
-    let err = replace_file_with(&p, b"x", 0o600, false, &mut || Ok(1)).unwrap_err();
+    let err = replace_file_with(&p, b"x", 0o600, &mut || Ok(1)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
     assert!(err.to_string().contains("temporary"), "{err}");
     assert!(!victim.exists());
@@ -82,7 +82,7 @@ fn replace_file_replaces_a_symlink_at_the_path_itself() {
     fs::write(&victim, "keep").unwrap();
     let p = dir.path().join("s.json");
     symlink(&victim, &p).unwrap();
-    replace_file(&p, b"new", 0o600, false).unwrap();
+    replace_file(&p, b"new", 0o600).unwrap();
     assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
     assert!(fs::symlink_metadata(&p).unwrap().file_type().is_file());
 }
