@@ -1,8 +1,9 @@
 //! HTTP/2 abuse of one pool's socket, against the real daemon on a fake node: a CONTINUATION
-//! flood and HPACK amplification (a block of references to one 4,000-byte table entry). Each
-//! attack runs for a few seconds, reconnecting whenever the daemon closes the connection, while
-//! the daemon's memory is sampled and another pool's Allocate is timed. The daemon must close
-//! each attacking connection with a GOAWAY, stay under 50 MiB, and keep answering.
+//! flood, HPACK amplification (a block of references to one 4,000-byte table entry), and a
+//! burst of small blocks within every limit that each decode to 16 KB. Each attack runs for a
+//! few seconds, reconnecting whenever the daemon closes the connection, while the daemon's
+//! memory is sampled and another pool's Allocate is timed. The daemon must stay under 50 MiB
+//! and keep answering, and close each connection that breaks a limit with a GOAWAY.
 //!
 //! The attacks are bounded on our side too: each phase stops after [`PHASE`], or at once when
 //! the daemon passes [`ABORT_KIB`]; and the daemon runs under a 1 GiB address-space limit, so
@@ -27,7 +28,7 @@ const ADDRESS_SPACE_LIMIT: u64 = 1 << 30;
 const PHASE: Duration = Duration::from_secs(4);
 /// The slowest Allocate on the other pool we accept while one pool is attacked (debug build,
 /// shared CI machine; the unbounded decoder froze every pool for 14.5 s).
-const ALLOCATE_BOUND: Duration = Duration::from_millis(500);
+const ALLOCATE_BOUND: Duration = Duration::from_millis(1000);
 
 const HEADERS: u8 = 0x1;
 const GOAWAY: u8 = 0x7;
@@ -348,6 +349,50 @@ async fn hpack_amplification(
     a
 }
 
+/// Many small header blocks, each within every limit but decoding to 16 KB (four references
+/// to the 4,000-byte entry in 13 bytes), from 4 connections at once.
+async fn header_block_burst(
+    sock: std::path::PathBuf,
+    until: Instant,
+    stop: Arc<AtomicBool>,
+) -> Attack {
+    let mut req = preface();
+    let mut b = Vec::new();
+    literal(&mut b, 0x40, "x-big", &"a".repeat(4000));
+    frame(&mut req, HEADERS, END_HEADERS, 1, &b);
+    for i in 1..1000u32 {
+        frame(
+            &mut req,
+            HEADERS,
+            END_HEADERS | 0x1,
+            1 + 2 * i,
+            &[0x80 | 62; 4],
+        );
+    }
+    let req = Arc::new(req);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (sock, stop, req) = (sock.clone(), stop.clone(), req.clone());
+            tokio::spawn(async move {
+                let mut a = Attack::default();
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    attack_once(&sock, &req, None, until, &stop, &mut a).await;
+                }
+                a
+            })
+        })
+        .collect();
+    let mut all = Attack::default();
+    for w in workers {
+        let a = w.await.unwrap();
+        all.connections += a.connections;
+        all.bytes += a.bytes;
+        all.goaways.extend(a.goaways);
+        all.first_debug = all.first_debug.or(a.first_debug);
+    }
+    all
+}
+
 #[tokio::test]
 async fn attacks_on_one_pool_leave_memory_bounded_and_other_pools_answering() {
     let bed = Bed::ps225();
@@ -394,13 +439,22 @@ async fn attacks_on_one_pool_leave_memory_bounded_and_other_pools_answering() {
     )
     .await;
     assert!(plugin.alive(), "the daemon died in the HPACK amplification");
+    let burst = phase(
+        "header-block burst",
+        pid,
+        &kubelet,
+        &sock,
+        header_block_burst,
+    )
+    .await;
+    assert!(plugin.alive(), "the daemon died in the header-block burst");
     let hwm = status_kib(pid, "VmHWM:").unwrap();
     eprintln!(
         "daemon VmHWM {hwm} KiB (idle VmRSS max {} KiB)",
         idle.max_rss_kib
     );
 
-    for p in [&flood, &amp] {
+    for p in [&flood, &amp, &burst] {
         assert!(
             p.max_rss_kib < RSS_LIMIT_KIB,
             "{}: daemon RSS reached {} KiB",
@@ -420,6 +474,8 @@ async fn attacks_on_one_pool_leave_memory_bounded_and_other_pools_answering() {
             p.allocate.len()
         );
         assert!(p.attack.connections >= 2, "{}: {:?}", p.name, p.attack);
+    }
+    for p in [&flood, &amp] {
         assert_eq!(
             p.attack.goaways.len() as u64,
             p.attack.connections,

@@ -16,11 +16,13 @@
 //! SETTINGS_MAX_HEADER_LIST_SIZE either encoded or decoded, a bounded number of `CONTINUATION`
 //! frames, a dynamic table no larger than SETTINGS_HEADER_TABLE_SIZE. A client that breaks one
 //! gets a `GOAWAY` naming the limit and the connection is closed. What one connection holds is
-//! thus a few frames' worth of bytes, and the work per read is linear in the bytes read.
+//! thus a few frames' worth of bytes; and since a 13-byte frame may decode to a whole header
+//! list, output is made in steps of bounded size, each counted against the task's
+//! cooperative-scheduling budget like a socket read.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -44,19 +46,28 @@ pub mod limits {
     pub const MAX_CONTINUATION_FRAMES: usize = 5;
 }
 
-/// How much is read from the socket at a time: the work done per read is linear in this.
+/// How much is read from the socket at a time (only when no complete frame is left).
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Decoded header bytes that cost one unit of the task's cooperative-scheduling budget (a
+/// socket read costs one unit): a connection whose few bytes decode to many yields as often
+/// as one that sends that many.
+const DECODED_PER_UNIT: usize = 1024;
 
 /// The server side of one connection, with client header blocks rewritten as described above.
 pub struct AuthorityFix<S> {
     inner: S,
-    /// Client bytes not yet a complete frame.
+    /// Client bytes not processed yet: less than a frame, or a backlog of frames.
     raw: Vec<u8>,
     /// Rewritten bytes for the server, from `out_pos` on.
     out: Vec<u8>,
     out_pos: usize,
     eof: bool,
     frames: Frames,
+    /// `raw` holds complete frames not processed yet.
+    backlog: bool,
+    /// Cooperative-scheduling budget units owed for work done (see `poll_read`).
+    owed: usize,
     sent: SentFrames,
     closing: Option<Closing>,
 }
@@ -115,6 +126,8 @@ impl<S> AuthorityFix<S> {
             out_pos: 0,
             eof: false,
             frames: Frames::new(),
+            backlog: false,
+            owed: 0,
             sent: SentFrames::default(),
             closing: None,
         }
@@ -125,8 +138,19 @@ impl<S> AuthorityFix<S> {
         &self.inner
     }
 
-    /// Stop forwarding: nothing of the read that broke a limit reaches the server, so the GOAWAY
-    /// names `last_stream`, the last request it did get.
+    /// Process the next part of `raw` into `out` (which is empty: the server has had all
+    /// output so far, so a GOAWAY names the last request it got).
+    fn step(&mut self) {
+        let delivered = self.frames.last_stream;
+        let decoded = self.frames.decoded;
+        match self.frames.process(&mut self.raw, &mut self.out) {
+            Ok(more) => self.backlog = more,
+            Err(v) => self.close_for(v, delivered),
+        }
+        self.owed += (self.frames.decoded - decoded).div_ceil(DECODED_PER_UNIT);
+    }
+
+    /// Stop forwarding and prepare the GOAWAY naming `last_stream`.
     fn close_for(&mut self, v: Violation, last_stream: u32) {
         tracing::warn!(
             reason = ?v.reason,
@@ -182,6 +206,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for AuthorityFix<S> {
             if this.closing.is_some() {
                 return this.poll_close(cx);
             }
+            // Pay for the work done before handing its result on: yield to other tasks when
+            // the budget is spent, as socket reads do.
+            while this.owed > 0 {
+                let coop = ready!(tokio::task::coop::poll_proceed(cx));
+                coop.made_progress();
+                this.owed -= 1;
+            }
             if this.out_pos < this.out.len() {
                 let n = (this.out.len() - this.out_pos).min(buf.remaining());
                 buf.put_slice(&this.out[this.out_pos..this.out_pos + n]);
@@ -191,6 +222,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for AuthorityFix<S> {
                     this.out_pos = 0;
                 }
                 return Poll::Ready(Ok(()));
+            }
+            if this.backlog {
+                // Frames already read: process the next part, for one more unit.
+                this.owed += 1;
+                this.step();
+                continue;
             }
             if this.eof {
                 // Whatever incomplete bytes are left go through as they are: the server reports
@@ -211,11 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for AuthorityFix<S> {
                         this.eof = true;
                     } else {
                         this.raw.extend_from_slice(rb.filled());
-                        // `out` is empty here: all the server got was before this read.
-                        let delivered = this.frames.last_stream;
-                        if let Err(v) = this.frames.process(&mut this.raw, &mut this.out) {
-                            this.close_for(v, delivered);
-                        }
+                        this.step();
                     }
                 }
             }

@@ -271,3 +271,65 @@ async fn the_goaway_names_the_last_request_the_server_got_and_others_are_served(
     // Another connection is served as usual.
     assert!(served(&sock, &[&get_info_block("localhost")]).await);
 }
+
+/// Small frames that decode to whole header lists (13 bytes to 16 KB) come out in paced steps:
+/// one task poll gets a bounded share of the output, then has to yield, however much input is
+/// waiting; and all of it does come out, rewritten.
+#[tokio::test]
+async fn output_of_small_frames_that_decode_large_is_paced() {
+    use std::pin::Pin;
+    use std::task::Poll;
+    use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+    let mut input = preface();
+    let mut block = Vec::new();
+    literal_indexed(&mut block, "x-big", &"a".repeat(4000));
+    frame(&mut input, HEADERS, END_HEADERS, 1, &block);
+    let n = 1000u32;
+    for i in 1..n {
+        frame(&mut input, HEADERS, END_HEADERS, 1 + 2 * i, &[0x80 | 62; 4]);
+    }
+    let (mut client, server) = tokio::io::duplex(1 << 20);
+    client.write_all(&input).await.unwrap();
+    drop(client);
+    let mut fix = kubelet_proto::AuthorityFix::new(server);
+    let mut out = Vec::new();
+    let mut polls = 0;
+    let mut eof = false;
+    while !eof {
+        let before = out.len();
+        // Everything one task poll gets, until the first Pending.
+        std::future::poll_fn(|cx| loop {
+            let mut tmp = vec![0u8; 64 * 1024];
+            let mut rb = ReadBuf::new(&mut tmp);
+            match Pin::new(&mut fix).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    eof = true;
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(())) => out.extend_from_slice(rb.filled()),
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => return Poll::Ready(()),
+            }
+        })
+        .await;
+        let got = out.len() - before;
+        assert!(got <= 256 * 1024, "one task poll got {got} bytes");
+        polls += 1;
+        tokio::task::yield_now().await;
+    }
+    let frames = parse_frames(&out[PREFACE.len()..]);
+    assert_eq!(
+        frames.len(),
+        n as usize + 1,
+        "the SETTINGS frame and every block"
+    );
+    assert!(frames[1..].iter().all(|f| f.kind == HEADERS));
+    let total: usize = frames.iter().map(|f| f.payload.len()).sum();
+    eprintln!(
+        "{} input bytes -> {total} output bytes in {polls} task polls",
+        input.len()
+    );
+    assert!(total > 15_000_000);
+    assert!(polls > 50);
+}

@@ -10,6 +10,8 @@ use super::limits::{
 
 pub(super) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADER_LEN: usize = 9;
+/// How much output one [`Frames::process`] call makes, give or take a frame or a header block.
+pub(super) const OUT_BUDGET: usize = 16 * 1024;
 const FRAME_HEADERS: u8 = 0x1;
 const FRAME_PUSH_PROMISE: u8 = 0x5;
 const FRAME_GOAWAY: u8 = 0x7;
@@ -60,6 +62,8 @@ pub(super) struct Frames {
     decoder: loona_hpack::Decoder<'static>,
     /// The highest stream whose request headers went to the server (for GOAWAY).
     pub last_stream: u32,
+    /// Header bytes decoded so far (name and value lengths): the work rewriting does.
+    pub decoded: usize,
 }
 
 impl Frames {
@@ -73,13 +77,16 @@ impl Frames {
             pending: None,
             decoder,
             last_stream: 0,
+            decoded: 0,
         }
     }
 
-    /// Move every complete unit at the front of `raw` (the preface, whole frames) to `out`,
-    /// rewriting header blocks, and drop it from `raw`. What is left in `raw` is less than one
-    /// frame of at most [`MAX_FRAME_SIZE`] bytes. The work is linear in `raw.len()`.
-    pub fn process(&mut self, raw: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<(), Violation> {
+    /// Move complete units from the front of `raw` (the preface, whole frames) to `out`,
+    /// rewriting header blocks, and drop them from `raw`, until `out` holds [`OUT_BUDGET`]
+    /// bytes or more. Returns whether complete frames are left in `raw` (else what is left is
+    /// less than one frame of at most [`MAX_FRAME_SIZE`] bytes). Since one small frame can
+    /// decode to a whole header list, the budget, not the input, bounds `out` and the work.
+    pub fn process(&mut self, raw: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<bool, Violation> {
         let mut pos = 0;
         let r = self.process_from(raw, &mut pos, out);
         raw.drain(..pos);
@@ -91,7 +98,7 @@ impl Frames {
         raw: &[u8],
         pos: &mut usize,
         out: &mut Vec<u8>,
-    ) -> Result<(), Violation> {
+    ) -> Result<bool, Violation> {
         if !self.preface_done {
             let n = raw.len().min(PREFACE.len());
             if raw[..n] != PREFACE[..n] {
@@ -101,7 +108,7 @@ impl Frames {
                 ));
             }
             if n < PREFACE.len() {
-                return Ok(());
+                return Ok(false);
             }
             out.extend_from_slice(PREFACE);
             *pos = PREFACE.len();
@@ -110,7 +117,7 @@ impl Frames {
         loop {
             let rest = &raw[*pos..];
             if rest.len() < HEADER_LEN {
-                return Ok(());
+                return Ok(false);
             }
             let len =
                 (usize::from(rest[0]) << 16) | (usize::from(rest[1]) << 8) | usize::from(rest[2]);
@@ -125,7 +132,10 @@ impl Frames {
             let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
             self.check_order(kind, stream)?;
             if rest.len() < HEADER_LEN + len {
-                return Ok(());
+                return Ok(false);
+            }
+            if out.len() >= OUT_BUDGET {
+                return Ok(true);
             }
             let frame = &rest[..HEADER_LEN + len];
             let payload = &frame[HEADER_LEN..];
@@ -280,6 +290,7 @@ impl Frames {
             ));
         }
         self.last_stream = self.last_stream.max(pd.stream);
+        self.decoded += size;
         emit_block(out, &pd, &block);
         Ok(())
     }
