@@ -121,7 +121,7 @@ struct Attack {
     first_debug: Option<String>,
 }
 
-/// One attacking connection: write `start`, then `more()` until the daemon stops taking it or
+/// One attacking connection: write `start`, then `more` until the daemon stops taking it or
 /// the phase ends; collect the GOAWAY it sends.
 async fn attack_once(
     sock: &Path,
@@ -145,10 +145,14 @@ async fn attack_once(
     if wr.write_all(start).await.is_ok() {
         sent += start.len() as u64;
         if let Some(more) = more {
-            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            // At least once, so that every connection goes past a limit.
+            loop {
                 match tokio::time::timeout(Duration::from_secs(1), wr.write_all(more)).await {
                     Ok(Ok(())) => sent += more.len() as u64,
                     _ => break,
+                }
+                if Instant::now() >= until || stop.load(Ordering::Relaxed) {
+                    break;
                 }
             }
         }
