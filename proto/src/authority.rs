@@ -10,250 +10,192 @@
 //! `:authority` that is not a valid host is replaced by `localhost` (the authority has no meaning
 //! on a unix socket), and the block is re-encoded as literals without indexing, so the server's
 //! decoder table is never used. All other frames pass through untouched.
+//!
+//! Since this runs before the server sees a byte, it enforces the server's own limits
+//! ([`limits`]) itself: no frame longer than SETTINGS_MAX_FRAME_SIZE, no header block larger than
+//! SETTINGS_MAX_HEADER_LIST_SIZE either encoded or decoded, a bounded number of `CONTINUATION`
+//! frames, a dynamic table no larger than SETTINGS_HEADER_TABLE_SIZE. A client that breaks one
+//! gets a `GOAWAY` naming the limit and the connection is closed. What one connection holds is
+//! thus a few frames' worth of bytes; and since a 13-byte frame may decode to a whole header
+//! list, output is made in steps of bounded size, each counted against the task's
+//! cooperative-scheduling budget like a socket read.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const PREFACE_LEN: usize = 24;
-const FRAME_HEADERS: u8 = 0x1;
-const FRAME_CONTINUATION: u8 = 0x9;
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_END_HEADERS: u8 = 0x4;
-const FLAG_PADDED: u8 = 0x8;
-const FLAG_PRIORITY: u8 = 0x20;
-/// The smallest SETTINGS_MAX_FRAME_SIZE a peer may have: always safe to emit.
-const MAX_FRAME: usize = 16_384;
+mod frames;
 
-/// A header block being collected across `HEADERS` + `CONTINUATION` frames.
-struct Pending {
-    stream: u32,
-    end_stream: bool,
-    priority: Option<[u8; 5]>,
-    block: Vec<u8>,
+use frames::{Frames, Violation};
+
+/// The limits enforced on clients: the defaults of the HTTP/2 server under tonic, which the
+/// daemon does not change (and which it advertises in its SETTINGS, or leaves at the protocol
+/// default).
+pub mod limits {
+    /// SETTINGS_MAX_FRAME_SIZE: the largest frame payload a client may send.
+    pub const MAX_FRAME_SIZE: usize = 16_384;
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: the largest header list, counted as RFC 9113 section
+    /// 6.5.2 does (name + value + 32 bytes per field). Also the largest encoded header block.
+    pub const MAX_HEADER_LIST_SIZE: usize = 16_384;
+    /// SETTINGS_HEADER_TABLE_SIZE: the largest HPACK dynamic table a client may ask for.
+    pub const HEADER_TABLE_SIZE: usize = 4_096;
+    /// `CONTINUATION` frames without END_HEADERS in one header block: what the HTTP/2 server
+    /// allows for the two limits above (a full list in full frames, plus a quarter, at least 5).
+    pub const MAX_CONTINUATION_FRAMES: usize = 5;
 }
+
+/// How much is read from the socket at a time (only when no complete frame is left).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Decoded header bytes that cost one unit of the task's cooperative-scheduling budget (a
+/// socket read costs one unit): a connection whose few bytes decode to many yields as often
+/// as one that sends that many.
+const DECODED_PER_UNIT: usize = 1024;
 
 /// The server side of one connection, with client header blocks rewritten as described above.
 pub struct AuthorityFix<S> {
     inner: S,
+    /// Client bytes not processed yet: less than a frame, or a backlog of frames.
     raw: Vec<u8>,
+    /// Rewritten bytes for the server, from `out_pos` on.
     out: Vec<u8>,
     out_pos: usize,
-    preface_done: bool,
     eof: bool,
-    pending: Option<Pending>,
-    decoder: loona_hpack::Decoder<'static>,
+    frames: Frames,
+    /// `raw` holds complete frames not processed yet.
+    backlog: bool,
+    /// Cooperative-scheduling budget units owed for work done (see `poll_read`).
+    owed: usize,
+    sent: SentFrames,
+    closing: Option<Closing>,
+}
+
+/// A connection being closed for a [`Violation`]: the GOAWAY still to write, then the error.
+struct Closing {
+    goaway: Vec<u8>,
+    written: usize,
+    error: String,
+    done: bool,
+}
+
+/// Where the server is in the frames it writes, so that a GOAWAY of ours goes between two of
+/// them and never into the middle of one.
+#[derive(Default)]
+struct SentFrames {
+    header: [u8; 9],
+    header_len: usize,
+    payload_left: usize,
+}
+
+impl SentFrames {
+    fn advance(&mut self, mut b: &[u8]) {
+        while !b.is_empty() {
+            if self.payload_left > 0 {
+                let n = self.payload_left.min(b.len());
+                self.payload_left -= n;
+                b = &b[n..];
+                continue;
+            }
+            let n = (9 - self.header_len).min(b.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&b[..n]);
+            self.header_len += n;
+            b = &b[n..];
+            if self.header_len == 9 {
+                let h = &self.header;
+                self.payload_left =
+                    (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+                self.header_len = 0;
+            }
+        }
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.header_len == 0 && self.payload_left == 0
+    }
 }
 
 impl<S> AuthorityFix<S> {
+    /// Wrap the server side of a freshly accepted connection (nothing read from it yet).
     pub fn new(inner: S) -> Self {
         AuthorityFix {
             inner,
             raw: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
-            preface_done: false,
             eof: false,
-            pending: None,
-            decoder: loona_hpack::Decoder::new(),
+            frames: Frames::new(),
+            backlog: false,
+            owed: 0,
+            sent: SentFrames::default(),
+            closing: None,
         }
     }
 
+    /// The wrapped connection.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
-    /// Move every complete unit of `raw` (the preface, whole frames) to `out`, rewriting header
-    /// blocks. Returns an error for a header block that cannot be decoded: the connection is
-    /// broken then anyway.
-    fn process(&mut self) -> io::Result<()> {
-        if !self.preface_done {
-            if self.raw.len() < PREFACE_LEN {
-                return Ok(());
-            }
-            self.out.extend(self.raw.drain(..PREFACE_LEN));
-            self.preface_done = true;
+    /// Process the next part of `raw` into `out` (which is empty: the server has had all
+    /// output so far, so a GOAWAY names the last request it got).
+    fn step(&mut self) {
+        let delivered = self.frames.last_stream;
+        let decoded = self.frames.decoded;
+        match self.frames.process(&mut self.raw, &mut self.out) {
+            Ok(more) => self.backlog = more,
+            Err(v) => self.close_for(v, delivered),
         }
-        loop {
-            if self.raw.len() < 9 {
-                return Ok(());
-            }
-            let len = (usize::from(self.raw[0]) << 16)
-                | (usize::from(self.raw[1]) << 8)
-                | usize::from(self.raw[2]);
-            if self.raw.len() < 9 + len {
-                return Ok(());
-            }
-            let kind = self.raw[3];
-            let flags = self.raw[4];
-            let stream = u32::from_be_bytes([self.raw[5], self.raw[6], self.raw[7], self.raw[8]])
-                & 0x7fff_ffff;
-            match kind {
-                FRAME_HEADERS => {
-                    let payload = &self.raw[9..9 + len];
-                    let (mut p, mut end) = (0usize, payload.len());
-                    if flags & FLAG_PADDED != 0 {
-                        let pad = usize::from(
-                            *payload.first().ok_or_else(|| bad("empty padded HEADERS"))?,
-                        );
-                        p = 1;
-                        end = end
-                            .checked_sub(pad)
-                            .filter(|e| *e >= p)
-                            .ok_or_else(|| bad("HEADERS padding too long"))?;
-                    }
-                    let priority = if flags & FLAG_PRIORITY != 0 {
-                        let pr: [u8; 5] = payload
-                            .get(p..p + 5)
-                            .and_then(|s| s.try_into().ok())
-                            .ok_or_else(|| bad("short HEADERS priority"))?;
-                        p += 5;
-                        Some(pr)
-                    } else {
-                        None
-                    };
-                    let block = payload
-                        .get(p..end)
-                        .ok_or_else(|| bad("bad HEADERS"))?
-                        .to_vec();
-                    self.pending = Some(Pending {
-                        stream,
-                        end_stream: flags & FLAG_END_STREAM != 0,
-                        priority,
-                        block,
-                    });
-                    self.raw.drain(..9 + len);
-                    if flags & FLAG_END_HEADERS != 0 {
-                        self.finish()?;
-                    }
-                }
-                FRAME_CONTINUATION
-                    if self.pending.as_ref().is_some_and(|pd| pd.stream == stream) =>
-                {
-                    if let Some(pd) = self.pending.as_mut() {
-                        pd.block.extend_from_slice(&self.raw[9..9 + len]);
-                    }
-                    self.raw.drain(..9 + len);
-                    if flags & FLAG_END_HEADERS != 0 {
-                        self.finish()?;
-                    }
-                }
-                _ => self.out.extend(self.raw.drain(..9 + len)),
-            }
-        }
+        self.owed += (self.frames.decoded - decoded).div_ceil(DECODED_PER_UNIT);
     }
 
-    fn finish(&mut self) -> io::Result<()> {
-        let Some(pd) = self.pending.take() else {
-            return Ok(());
+    /// Stop forwarding and prepare the GOAWAY naming `last_stream`.
+    fn close_for(&mut self, v: Violation, last_stream: u32) {
+        tracing::warn!(
+            reason = ?v.reason,
+            detail = %v.detail,
+            "HTTP/2 client broke a limit or the protocol: connection closed with GOAWAY"
+        );
+        self.closing = Some(Closing {
+            goaway: frames::goaway(last_stream, &v),
+            written: 0,
+            error: format!("HTTP/2 from client: {}", v.detail),
+            done: false,
+        });
+        self.raw = Vec::new();
+        self.out = Vec::new();
+        self.out_pos = 0;
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AuthorityFix<S> {
+    /// Write the GOAWAY (only between two frames of the server's, and only as far as the socket
+    /// takes it now: a client that does not read gets none), shut our side down, and fail.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(c) = self.closing.as_mut() else {
+            return Poll::Ready(Ok(()));
         };
-        let headers = self
-            .decoder
-            .decode(&pd.block)
-            .map_err(|e| bad(&format!("HPACK: {e}")))?;
-        let mut block = Vec::with_capacity(pd.block.len() + 32);
-        for (name, value) in &headers {
-            let value: &[u8] = if name == b":authority" && !valid_authority(value) {
-                b"localhost"
-            } else {
-                value
-            };
-            encode_literal(&mut block, name, value);
-        }
-        let mut first = true;
-        let mut chunks = block.chunks(MAX_FRAME - 5).peekable();
-        if block.is_empty() {
-            // An empty block is legal (all size updates): keep it as one frame.
-            self.frame(
-                FRAME_HEADERS,
-                header_flags(&pd, true),
-                pd.stream,
-                &pd.priority.map(|p| p.to_vec()).unwrap_or_default(),
-            );
-            return Ok(());
-        }
-        while let Some(chunk) = chunks.next() {
-            let last = chunks.peek().is_none();
-            if first {
-                let mut payload = pd.priority.map(|p| p.to_vec()).unwrap_or_default();
-                payload.extend_from_slice(chunk);
-                self.frame(FRAME_HEADERS, header_flags(&pd, last), pd.stream, &payload);
-                first = false;
-            } else {
-                self.frame(
-                    FRAME_CONTINUATION,
-                    if last { FLAG_END_HEADERS } else { 0 },
-                    pd.stream,
-                    chunk,
-                );
+        if !c.done {
+            c.done = true;
+            if self.sent.at_boundary() {
+                while c.written < c.goaway.len() {
+                    match Pin::new(&mut self.inner).poll_write(cx, &c.goaway[c.written..]) {
+                        Poll::Ready(Ok(n)) if n > 0 => c.written += n,
+                        _ => break,
+                    }
+                }
+                let _ = Pin::new(&mut self.inner).poll_shutdown(cx);
             }
         }
-        Ok(())
-    }
-
-    fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let len = payload.len();
-        self.out
-            .extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
-        self.out.extend_from_slice(&stream.to_be_bytes());
-        self.out.extend_from_slice(payload);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            c.error.clone(),
+        )))
     }
 }
 
-fn header_flags(pd: &Pending, end_headers: bool) -> u8 {
-    let mut f = 0;
-    if pd.end_stream {
-        f |= FLAG_END_STREAM;
-    }
-    if end_headers {
-        f |= FLAG_END_HEADERS;
-    }
-    if pd.priority.is_some() {
-        f |= FLAG_PRIORITY;
-    }
-    f
-}
-
-fn bad(msg: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("HTTP/2 from client: {msg}"),
-    )
-}
-
-/// What the HTTP/2 server accepts as an authority (the same parser it uses).
-fn valid_authority(v: &[u8]) -> bool {
-    !v.is_empty() && http::uri::Authority::try_from(v).is_ok()
-}
-
-/// HPACK literal header field without indexing, new name, no Huffman coding (RFC 7541 6.2.2).
-fn encode_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.push(0x00);
-    encode_int(out, name.len(), 7, 0x00);
-    out.extend_from_slice(name);
-    encode_int(out, value.len(), 7, 0x00);
-    out.extend_from_slice(value);
-}
-
-/// HPACK integer with an N-bit prefix (RFC 7541 5.1).
-fn encode_int(out: &mut Vec<u8>, mut v: usize, prefix: u8, first: u8) {
-    let max = (1usize << prefix) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128 + 128) as u8);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for AuthorityFix<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -261,6 +203,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
+            if this.closing.is_some() {
+                return this.poll_close(cx);
+            }
+            // Pay for the work done before handing its result on: yield to other tasks when
+            // the budget is spent, as socket reads do.
+            while this.owed > 0 {
+                let coop = ready!(tokio::task::coop::poll_proceed(cx));
+                coop.made_progress();
+                this.owed -= 1;
+            }
             if this.out_pos < this.out.len() {
                 let n = (this.out.len() - this.out_pos).min(buf.remaining());
                 buf.put_slice(&this.out[this.out_pos..this.out_pos + n]);
@@ -271,6 +223,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                 }
                 return Poll::Ready(Ok(()));
             }
+            if this.backlog {
+                // Frames already read: process the next part, for one more unit.
+                this.owed += 1;
+                this.step();
+                continue;
+            }
             if this.eof {
                 // Whatever incomplete bytes are left go through as they are: the server reports
                 // the truncated frame.
@@ -280,7 +238,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                 }
                 return Poll::Ready(Ok(()));
             }
-            let mut tmp = [0u8; 16 * 1024];
+            let mut tmp = [0u8; READ_CHUNK];
             let mut rb = ReadBuf::new(&mut tmp);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Pending => return Poll::Pending,
@@ -290,7 +248,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                         this.eof = true;
                     } else {
                         this.raw.extend_from_slice(rb.filled());
-                        this.process()?;
+                        this.step();
                     }
                 }
             }
@@ -304,7 +262,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.closing.is_some() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.sent.advance(&buf[..n]);
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -317,7 +283,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        if this.closing.is_some() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = r {
+            for b in bufs {
+                let k = n.min(b.len());
+                this.sent.advance(&b[..k]);
+                n -= k;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -330,29 +311,5 @@ impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
     type ConnectInfo = S::ConnectInfo;
     fn connect_info(&self) -> Self::ConnectInfo {
         self.inner.connect_info()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_hpack_integers() {
-        let mut v = Vec::new();
-        encode_int(&mut v, 10, 5, 0);
-        assert_eq!(v, [10]);
-        v.clear();
-        encode_int(&mut v, 1337, 5, 0);
-        assert_eq!(v, [31, 154, 10]); // RFC 7541 C.1.2
-    }
-
-    #[test]
-    fn tells_valid_authorities() {
-        assert!(valid_authority(b"localhost"));
-        assert!(valid_authority(b"[::1]:50051"));
-        assert!(!valid_authority(b"%2Ftmp%2Fx.sock"));
-        assert!(!valid_authority(b"/tmp/x.sock"));
-        assert!(!valid_authority(b""));
     }
 }

@@ -16,7 +16,7 @@ pub mod pluginregistration {
     tonic::include_proto!("pluginregistration");
 }
 
-mod authority;
+pub mod authority;
 mod uds;
 pub use authority::AuthorityFix;
 pub use uds::{connect_uds, ConnectError};

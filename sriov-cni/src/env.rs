@@ -56,9 +56,14 @@ impl CniArgs {
                 )));
             };
             if k == "MAC" {
-                let mac = v
+                let mac: MacAddr = v
                     .parse()
                     .map_err(|e| CniError::env(format!("CNI_ARGS MAC: {e}")))?;
+                if mac.is_zero() || mac.is_multicast() {
+                    return Err(CniError::env(format!(
+                        "CNI_ARGS MAC: {mac} is not a unicast address: expected a non-zero unicast MAC"
+                    )));
+                }
                 out.mac = Some(mac);
             } else {
                 out.other.insert(k.to_string(), v.to_string());
@@ -234,6 +239,8 @@ mod tests {
             ("CNI_NETNS", "", "CNI_NETNS"),
             ("CNI_NETNS", "rel/path", "CNI_NETNS"),
             ("CNI_ARGS", "MAC=zz", "CNI_ARGS MAC"),
+            ("CNI_ARGS", "MAC=01:00:5e:00:00:01", "CNI_ARGS MAC"),
+            ("CNI_ARGS", "MAC=00:00:00:00:00:00", "CNI_ARGS MAC"),
             ("CNI_ARGS", "novalue", "CNI_ARGS"),
         ];
         for (k, v, want) in cases {

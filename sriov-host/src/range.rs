@@ -59,7 +59,9 @@ impl FromStr for IndexSet {
             }
             Ok(n)
         };
-        let mut set = BTreeSet::new();
+        // Collected as a bitmap, a range a word at a time: the work is linear in the text, not
+        // in the sum of the ranges' spans ("0-4095" repeated is cheap).
+        let mut bits = Bitmap::default();
         for part in s.split(',') {
             if part.trim().is_empty() {
                 return Err(err("empty element".into()));
@@ -70,14 +72,44 @@ impl FromStr for IndexSet {
                     if a > b {
                         return Err(err(format!("range {a}-{b} is reversed")));
                     }
-                    set.extend(a..=b);
+                    bits.set(a, b);
                 }
                 None => {
-                    set.insert(num(part)?);
+                    let n = num(part)?;
+                    bits.set(n, n);
                 }
             }
         }
-        Ok(IndexSet(set))
+        Ok(IndexSet(bits.iter().collect()))
+    }
+}
+
+/// Indexes `0..=MAX_INDEX` as bits.
+struct Bitmap([u64; (MAX_INDEX as usize + 1) / 64]);
+
+impl Default for Bitmap {
+    fn default() -> Self {
+        Bitmap([0; (MAX_INDEX as usize + 1) / 64])
+    }
+}
+
+impl Bitmap {
+    /// Set `a..=b` (both at most [`MAX_INDEX`]).
+    fn set(&mut self, a: u32, b: u32) {
+        let (a, b) = (a as usize, b as usize);
+        for w in a / 64..=b / 64 {
+            let lo = if w == a / 64 { a % 64 } else { 0 };
+            let hi = if w == b / 64 { b % 64 } else { 63 };
+            self.0[w] |= (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| {
+            (0..64)
+                .filter(move |i| word & (1 << i) != 0)
+                .map(move |i| (w * 64 + i) as u32)
+        })
     }
 }
 
@@ -137,5 +169,18 @@ mod tests {
             let e = bad.parse::<IndexSet>().unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn overlapping_ranges_cost_their_length_not_their_span() {
+        // 100,000 copies of the widest range: 700 KB of config, parsed in well under a second.
+        let s = "0-4095,".repeat(100_000) + "7";
+        let t = std::time::Instant::now();
+        let set: IndexSet = s.parse().unwrap();
+        let took = t.elapsed();
+        assert_eq!(set.len(), 4096);
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+        let set: IndexSet = "4000-4095,0,63-64,127-129".parse().unwrap();
+        assert_eq!(set.to_string(), "0,63-64,127-129,4000-4095");
     }
 }
