@@ -21,6 +21,8 @@ echo "== shellcheck (scripts, lab)"
 shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/*.sh tests/lab/scenarios/*.sh
 echo "== the kubelet's own device manager (Go, k8s.io/kubernetes) driving the plugin"
 bash scripts/peer-kubelet.sh
+echo "== fuzzing, quick mode (every parser of outside input, 20 s each; docs/fuzzing.md)"
+bash scripts/fuzz.sh 20
 echo "== benchmarks, quick mode (checks the harness runs)"
 bash bench/run.sh --quick
 echo "== emulated SR-IOV lab (scripts/lab.sh all)"
