@@ -6,7 +6,7 @@
 # Installs what it needs when missing: a nightly toolchain (rustup) and cargo-fuzz (crates.io).
 # The corpus grows in fuzz/corpus/<target> (kept between runs, not committed); a failing input
 # is saved in fuzz/artifacts/<target>/ and can be replayed with
-#   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>
+#   cargo +nightly fuzz run --target-dir /var/cache/sriov-fuzz/target <target> fuzz/artifacts/<target>/<file>
 set -euo pipefail
 
 secs=${1:-20}
@@ -27,9 +27,14 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 	cargo install cargo-fuzz --locked
 fi
 
+# The instrumented build (~2 GB, ~9 min cold on 2 cores) lives outside the checkout, so a new
+# clone on the same machine only rebuilds the project's own crates.
+target_dir=${SRIOV_FUZZ_TARGET_DIR:-/var/cache/sriov-fuzz/target}
+mkdir -p "$target_dir"
+
 python3 fuzz/seeds.py fuzz/corpus
-echo "== building the fuzz targets"
-cargo +nightly fuzz build
+echo "== building the fuzz targets (in $target_dir)"
+cargo +nightly fuzz build --target-dir "$target_dir"
 
 # Per target: the longest input worth trying (an HTTP/2 exchange needs room for a few 16 KiB
 # frames). Memory: every target must stay well inside these on any input.
@@ -45,7 +50,7 @@ failed=()
 for t in $(cargo +nightly fuzz list); do
 	echo "== $t: ${secs}s"
 	mkdir -p "fuzz/corpus/$t"
-	if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- \
+	if ! cargo +nightly fuzz run --target-dir "$target_dir" "$t" "fuzz/corpus/$t" -- \
 		-max_total_time="$secs" -max_len="$(max_len "$t")" \
 		-rss_limit_mb=512 -malloc_limit_mb=64 -timeout=10 \
 		-print_final_stats=1 2>"fuzz/$t.log"; then
