@@ -8,6 +8,8 @@
 #   scripts/node.sh build                 build and cache what the node needs (idempotent)
 #   scripts/node.sh up                    build, start the node, deploy our stack; leave it up
 #   scripts/node.sh down                  stop the node and remove its state
+#   scripts/node.sh test [--keep] [N...]  build, new node, scenarios N (default all), down;
+#                                         ends with "N passed, M failed"
 #   scripts/node.sh kubectl ARGS...       kubectl as the cluster admin
 #   scripts/node.sh sh [CMD...]           a shell (or CMD) inside the node's namespaces
 #   scripts/node.sh logs                  where the logs are, and their last lines
@@ -20,7 +22,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=tests/node/lib.sh
 . "$repo/tests/node/lib.sh"
 
-usage() { sed -n '7,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '7,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
@@ -39,6 +41,9 @@ case "$cmd" in
     echo "  scripts/node.sh down" ;;
   down)
     bash "$NODE_HERE/down.sh" ;;
+  test)
+    bash "$NODE_HERE/build.sh"
+    exec bash "$NODE_HERE/run.sh" "$@" ;;
   kubectl)
     node_is_up || die "no node is up (scripts/node.sh up)"
     kc "$@" ;;
