@@ -3,13 +3,16 @@
 # checks its output first, so only a fresh machine pays the cold builds.
 #   $NODE_CACHE/k8s-<version>/bin   kubelet, kube-apiserver, kube-controller-manager,
 #                                   kube-scheduler, kubectl (Go module proxy, tests/node/k8s)
+#   $NODE_CACHE/containerd-<version>/bin  containerd 2 (Go module proxy), unless
+#                                   SRIOV_NODE_RUNTIME=containerd1.6
 #   $NODE_CACHE/upstream            Multus v4.3.0 and the upstream peers (../shared/upstream)
 #   $NODE_CACHE/debs                etcd-server, containerd, runc, busybox-static (unpacked)
 #   $NODE_CACHE/base                the Debian root of our image (mmdebstrap)
 #   $NODE_CACHE/images              pause and busybox images for the test pods
 #   target/node/sriov-network.tar   our image, from the Dockerfile (tests/node/image.py)
 #
-#   build.sh [STEP...]   steps: apt_deps debs k8s upstream pod_images our_image fake_tree_tool
+#   build.sh [STEP...]   steps: apt_deps debs k8s containerd2 upstream pod_images our_image
+#                        fake_tree_tool
 set -euo pipefail
 # shellcheck source=tests/node/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -90,6 +93,23 @@ k8s() {
   echo "$stamp" >"$K8S_BIN/.stamp"
 }
 
+# --- containerd 2, from the Go module proxy (SRIOV_NODE_RUNTIME=containerd2) ---------------
+containerd2() {
+  [ "$NODE_RUNTIME" = containerd2 ] || return 0
+  local go stamp mod=github.com/containerd/containerd/v2 pkgs=()
+  go=$(go_cmd)
+  stamp="$CONTAINERD2_VERSION $("$go" env GOVERSION)"
+  if [ "$(cat "$CONTAINERD2_BIN/.stamp" 2>/dev/null)" = "$stamp" ]; then return; fi
+  say "go install containerd $CONTAINERD2_VERSION (cold: about 2 min)"
+  mkdir -p "$CONTAINERD2_BIN"
+  for c in containerd containerd-shim-runc-v2 ctr; do pkgs+=("$mod/cmd/$c@$CONTAINERD2_VERSION"); done
+  # Static, and without the snapshotters that need C libraries (none is used here).
+  (cd / && CGO_ENABLED=0 GOBIN=$CONTAINERD2_BIN GOTOOLCHAIN=local GOWORK=off GOFLAGS=-buildvcs=false \
+    nice -n 10 "$go" install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X $mod/version.Version=$CONTAINERD2_VERSION" "${pkgs[@]}")
+  echo "$stamp" >"$CONTAINERD2_BIN/.stamp"
+}
+
 # --- Multus (and the other upstream peers) from the pinned tarballs ---------------------------
 upstream() {
   [ -x "$UPSTREAM_SRC/build.sh" ] || die "build: no $UPSTREAM_SRC/build.sh (set SRIOV_UPSTREAM_DIR)"
@@ -165,12 +185,13 @@ fake_tree_tool() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt_deps debs k8s upstream pod_images our_image fake_tree_tool)
+[ ${#steps[@]} -gt 0 ] || steps=(apt_deps debs k8s containerd2 upstream pod_images our_image fake_tree_tool)
 for step in "${steps[@]}"; do
   case $step in
     apt_deps) timed "apt dependencies" apt_deps ;;
     debs) timed "Debian packages (${NODE_DEBS[*]})" debs ;;
     k8s) timed "Kubernetes $K8S_VERSION binaries" k8s ;;
+    containerd2) timed "containerd $CONTAINERD2_VERSION" containerd2 ;;
     upstream) timed "upstream peers (Multus)" upstream ;;
     pod_images) timed "pause and busybox images" pod_images ;;
     our_image) timed "our image (Dockerfile)" our_image ;;

@@ -36,8 +36,8 @@ start_daemon() {
       # The CNI plugins containerd runs (Multus, and through it `sriov`) inherit this
       # environment: SRIOV_SYSFS_ROOT is how the `sriov` CNI finds the fake tree.
       start containerd SRIOV_SYSFS_ROOT="$NODE_SYSFS" \
-        PATH="$DEB_ROOT/usr/bin:$DEB_ROOT/usr/sbin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        containerd --config "$NODE_DIR/containerd.toml" ;;
+        PATH="$RUNTIME_BIN:$DEB_ROOT/usr/sbin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        "$RUNTIME_BIN/containerd" --config "$NODE_DIR/containerd.toml" ;;
     kubelet)
       start kubelet kubelet --config="$NODE_DIR/kubelet.yaml" --kubeconfig="$PKI/kubelet.kubeconfig" \
         --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=2 ;;

@@ -14,11 +14,16 @@ K8S_VERSION=v1.37.2
 # Debian bookworm packages, unpacked into the cache (never installed: their services would
 # start on the machine).
 NODE_DEBS=(etcd-server containerd runc busybox-static)
+# The node's container runtime: containerd2 (built from the Go module proxy; has CDI) or
+# containerd1.6 (Debian bookworm's; no CDI). Both use Debian's runc.
+NODE_RUNTIME=${SRIOV_NODE_RUNTIME:-containerd2}
+CONTAINERD2_VERSION=v2.4.2
 
 # Caches outlive a node and a checkout; NODE_DIR is one node's state (removed by `down`).
 NODE_CACHE=${SRIOV_NODE_CACHE:-/var/cache/sriov-node}
 NODE_DIR=${SRIOV_NODE_DIR:-/var/tmp/sriov-node}
 K8S_BIN=$NODE_CACHE/k8s-$K8S_VERSION/bin
+CONTAINERD2_BIN=$NODE_CACHE/containerd-$CONTAINERD2_VERSION/bin
 UPSTREAM_OUT=$NODE_CACHE/upstream
 DEB_ROOT=$NODE_CACHE/debs/root
 IMAGES=$NODE_CACHE/images
@@ -43,7 +48,13 @@ PKI=$NODE_DIR/pki
 LOGS=$NODE_DIR/logs
 PIDS=$NODE_DIR/pids
 
-export PATH=$K8S_BIN:$DEB_ROOT/usr/bin:$DEB_ROOT/usr/sbin:$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+case $NODE_RUNTIME in
+  containerd2) RUNTIME_BIN=$CONTAINERD2_BIN ;;
+  containerd1.6) RUNTIME_BIN=$DEB_ROOT/usr/bin ;;
+  *) echo "node: SRIOV_NODE_RUNTIME=$NODE_RUNTIME: use containerd2 or containerd1.6" >&2; exit 2 ;;
+esac
+# The runtime's own containerd, shim and ctr come first.
+export PATH=$RUNTIME_BIN:$K8S_BIN:$DEB_ROOT/usr/bin:$DEB_ROOT/usr/sbin:$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
 _node_t0=${_node_t0:-$(date +%s.%N)}
 export _node_t0

@@ -17,7 +17,7 @@ node_is_up && die "up: a node is already up in $NODE_DIR (scripts/node.sh down f
 for b in kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   [ -x "$K8S_BIN/$b" ] || die "up: $K8S_BIN/$b missing (scripts/node.sh build)"
 done
-for f in "$DEB_ROOT/usr/bin/etcd" "$DEB_ROOT/usr/bin/containerd" "$UPSTREAM_OUT/bin/multus" \
+for f in "$DEB_ROOT/usr/bin/etcd" "$RUNTIME_BIN/containerd" "$UPSTREAM_OUT/bin/multus" \
   "$NODE_TARGET/sriov-network.tar" "$IMAGES/pause.tar" "$NODE_REPO/target/debug/fake-sriov-node"; do
   [ -e "$f" ] || die "up: $f missing (scripts/node.sh build)"
 done
@@ -96,13 +96,17 @@ start_daemon kube-controller-manager
 start_daemon kube-scheduler
 
 # --- containerd, images, CNI --------------------------------------------------------------------
-sub "$NODE_HERE/conf/containerd.toml" "$NODE_DIR/containerd.toml"
+if [ "$NODE_RUNTIME" = containerd2 ]; then
+  sub "$NODE_HERE/conf/containerd2.toml" "$NODE_DIR/containerd.toml"
+else
+  sub "$NODE_HERE/conf/containerd.toml" "$NODE_DIR/containerd.toml"
+fi
 start_daemon containerd
 wait_for 60 "containerd" innode ctr version
 for img in "$IMAGES/pause.tar" "$IMAGES/busybox.tar" "$NODE_TARGET/sriov-network.tar"; do
   innode ctr -n k8s.io images import "$img" >/dev/null
 done
-say "containerd up; images: $(innode ctr -n k8s.io images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
+say "$("$RUNTIME_BIN/containerd" --version | awk '{ print $1, $3 }') up; images: $(innode ctr -n k8s.io images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
 
 # Multus thin is the default network and delegates the cluster network to a bridge. A
 # single-plugin .conf, not a .conflist: on DEL Multus v4.3.0 re-marshals a conflist from its
