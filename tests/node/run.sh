@@ -55,8 +55,22 @@ dump_logs() {
 }
 
 if node_is_up; then say "a node is up: taking it down first"; bash "$NODE_HERE/down.sh"; fi
+# An interrupted run takes its node down (unless --keep).
+[ -n "$keep" ] || trap 'echo "node: interrupted" >&2; bash "$NODE_HERE/down.sh"; exit 130' INT TERM
 t_up=$(date +%s.%N)
-bash "$NODE_HERE/up.sh"
+if ! bash "$NODE_HERE/up.sh"; then
+  for n in etcd kube-apiserver containerd kubelet; do
+    echo "---- last 20 lines of $LOGS/$n.log ----"
+    tail -n 20 "$LOGS/$n.log" 2>/dev/null || true
+  done
+  mkdir -p "$NODE_TARGET"
+  rm -rf "$NODE_TARGET/logs"
+  cp -r "$LOGS" "$NODE_TARGET/logs" 2>/dev/null || true
+  [ -n "$keep" ] || bash "$NODE_HERE/down.sh"
+  echo "FAIL node up: the node did not come up (logs: target/node/logs)"
+  echo "0 passed, ${#files[@]} failed"
+  exit 1
+fi
 up_secs=$(since "$t_up")
 
 names=() results=() secs=() readys=()
