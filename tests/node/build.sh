@@ -35,7 +35,7 @@ apt_deps() {
   local want=(iproute2 util-linux containernetworking-plugins mmdebstrap gcc libc6-dev openssl jq
     python3 curl procps) missing=()
   for p in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return
   say "apt-get install ${missing[*]}"

@@ -80,7 +80,7 @@ left=$(ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null)
 [ -z "$left" ] || echo "down: cgroups left behind: $left" >&2
 # 5. State.
 if [ -d "$NODE_DIR" ]; then
-  if findmnt -rn -o TARGET | grep -q "^$NODE_DIR/"; then
+  if findmnt -rn -o TARGET | grep "^$NODE_DIR/" >/dev/null; then
     echo "down: mounts still under $NODE_DIR; state kept:" >&2
     findmnt -rn -o TARGET | grep "^$NODE_DIR/" >&2
     exit 1

@@ -88,7 +88,7 @@ apply_ready() {
 
 # gone NAME...: delete pods and wait until they are gone.
 gone() {
-  kc delete pod "$@" --wait=true --timeout=120s >/dev/null
+  kc delete pod "$@" --ignore-not-found --wait=true --timeout=120s >/dev/null
 }
 
 # podenv POD VAR: a variable of the pod's container.
@@ -135,9 +135,18 @@ cni_state_clean() {
   [ -z "$left" ] || { echo "left behind:"; echo "$left"; return 1; }
 }
 
-# plugin_pod: the device plugin's pod name.
+# registrations POD: how many pools POD's current plugin process registered with the kubelet.
+registrations() { kc -n kube-system logs "$1" | grep -c 'registered through the plugin watcher' || true; }
+
+# registered POD [N]: POD's plugin registered at least N (default 2) pools. A Ready plugin pod
+# has not necessarily registered yet; a VF pod admitted in between fails for good
+# (UnexpectedAdmissionError), so scenarios wait for this after every plugin restart.
+registered() { [ "$(registrations "$1")" -ge "${2:-2}" ]; }
+
+# plugin_pod: the device plugin's pod (the newest one not being deleted).
 plugin_pod() {
-  kc -n kube-system get pod -l app.kubernetes.io/name=sriov-device-plugin -o jsonpath='{.items[0].metadata.name}'
+  kc -n kube-system get pod -l app.kubernetes.io/name=sriov-device-plugin -o json |
+    jq -r '[.items[] | select(.metadata.deletionTimestamp == null)] | sort_by(.metadata.creationTimestamp) | last | .metadata.name // empty'
 }
 
 # container_pid NAMESPACE POD: the host pid of the pod's (first) container.

@@ -31,6 +31,7 @@ for ds in sriov-device-plugin sriov-cni; do
 done
 
 host=$(rustc -vV | sed -n 's/^host: //p')
+# The DaemonSet's startup probe makes Ready mean installed: no waiting here.
 check "/opt/cni/bin/sriov in the node is the image's sriov" \
   innode cmp /opt/cni/bin/sriov "$NODE_REPO/target/$host/release/sriov"
 installer_logged() { kc -n kube-system logs ds/sriov-cni | grep -F 'installed /usr/bin/sriov as /host/opt/cni/bin/sriov'; }
@@ -41,7 +42,9 @@ check "allocatable $NETDEV=12, $DPDK=4 within 30 s" wait_for 30 "allocatable 12 
 note "allocatable 12 + 4 $(since "$t")s after kubectl apply"
 cap=$(kc get node "$NODE_NAME" -o json | jq -r --arg a "$NETDEV" --arg b "$DPDK" '"\(.status.capacity[$a]) \(.status.capacity[$b])"')
 check "capacity 12 + 4" test "$cap" = "12 4"
-regs=$(kc -n kube-system logs "$(plugin_pod)" | grep -c 'registered through the plugin watcher' || true)
+check "the plugin registered its pools" wait_for 30 "both pools registered" registered "$(plugin_pod)"
+sleep 1
+regs=$(registrations "$(plugin_pod)")
 check "the plugin registered each of its 2 pools once (got $regs)" test "$regs" = 2
 
 step "NetworkAttachmentDefinitions from deploy/examples"

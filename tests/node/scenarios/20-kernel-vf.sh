@@ -40,7 +40,7 @@ note "network-status net1: $status"
 check "network-status names net1 with the VF's PCI address $vf" \
   jq -e --arg vf "$vf" '.["device-info"].pci["pci-address"] == $vf' <<<"$status"
 check "network-status carries net1's address" jq -e --arg a "${addr%/*}" '.ips | index($a) != null' <<<"$status"
-nad_has_no_deviceid() { ! kc get net-attach-def sriov-net1 -o jsonpath='{.spec.config}' | grep -q deviceID; }
+nad_has_no_deviceid() { local c; c=$(kc get net-attach-def sriov-net1 -o jsonpath='{.spec.config}'); ! grep -q deviceID <<<"$c"; }
 check "the NAD names no deviceID (Multus found the VF)" nad_has_no_deviceid
 
 step "delete pod-netdevice"

@@ -35,7 +35,9 @@ check "/dev/vfio/$group is a device node in the container" grep -Eq "^c.* $group
 check "/dev/vfio/vfio is a device node in the container" grep -Eq '^c.* vfio$' <<<"$devs"
 others=$(echo "$devs" | awk '/^c/ { print $NF }' | grep -vx -e vfio -e "$group" || true)
 check "no other VF's group in the container" test -z "$others"
-line=$(kc logs pod-dpdk 2>&1 | grep -F 'dpdk-testpmd' | tail -n1 || true)
+launcher_line() { local log; log=$(kc logs pod-dpdk 2>&1); grep -F 'dpdk-testpmd' <<<"$log" | tail -n1; }
+wait_for 10 "the launcher's output" launcher_line || true
+line=$(launcher_line || true)
 note "launcher: $line"
 check "dpdk-launcher.sh allow-lists $vf" grep -Fq -- "dpdk-testpmd -l 0-1 -n 2 --in-memory -a $vf -- --forward-mode=icmpecho" <<<"$line"
 dpdk_status() {

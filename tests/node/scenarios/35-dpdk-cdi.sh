@@ -17,14 +17,18 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../scenario-lib.sh"
 
 args() { kc -n kube-system get ds sriov-device-plugin -o json | jq -c '.spec.template.spec.containers[0].args'; }
-rolled() { kc -n kube-system rollout status ds/sriov-device-plugin --timeout=120s; }
+# rolled: the DaemonSet rolled out and the new plugin registered both pools.
+rolled() {
+  kc -n kube-system rollout status ds/sriov-device-plugin --timeout=120s || return 1
+  wait_for 30 "both pools registered" registered "$(plugin_pod)"
+}
 specs() { innode sh -c 'ls /var/run/cdi/sriov-dp-*.json 2>/dev/null' || true; }
 
 step "kubectl patch: the device plugin with --cdi"
 t=$(date +%s.%N)
 require "DaemonSet patched" kc -n kube-system patch ds sriov-device-plugin --type=json \
   -p '[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--cdi"}]'
-require "rolled out" rolled
+require "rolled out, both pools registered" rolled
 check "allocatable 12 + 4 within 30 s" wait_for 30 "allocatable 12 + 4" alloc_is 12 4
 note "patch -> rolled out, 12 + 4 in $(since "$t")s"
 spec_files() { [ "$(specs | wc -l)" = 2 ]; }
@@ -43,7 +47,9 @@ group=$(innode readlink "$NODE_SYSFS/bus/pci/devices/$vf/iommu_group")
 group=${group##*/}
 marker=PCIDEVICE_ARM_COM_PS225_DPDK_$(tr ':.' '__' <<<"$vf")
 devs=$(kc exec pod-cdi -- ls /dev/vfio/ 2>/dev/null | tr '\n' ' ' || true)
-line=$(kc logs pod-cdi 2>&1 | grep -E 'dpdk-testpmd|dpdk-launcher' | tail -n1 || true)
+launcher_line() { local log; log=$(kc logs pod-cdi 2>&1); grep -E 'dpdk-testpmd|dpdk-launcher' <<<"$log" | tail -n1; }
+wait_for 10 "the launcher's output" launcher_line || true
+line=$(launcher_line || true)
 note "container /dev/vfio: ${devs:-nothing}; launcher: $line"
 if [ "$NODE_RUNTIME" = containerd2 ]; then
   check "the runtime applied the CDI spec ($marker set)" podenv pod-cdi "$marker"
@@ -65,7 +71,7 @@ t=$(date +%s.%N)
 require "DaemonSet patched" kc -n kube-system patch ds sriov-device-plugin --type=json \
   -p "[{\"op\": \"test\", \"path\": \"/spec/template/spec/containers/0/args/$i\", \"value\": \"--cdi\"},
        {\"op\": \"remove\", \"path\": \"/spec/template/spec/containers/0/args/$i\"}]"
-require "rolled out" rolled
+require "rolled out, both pools registered" rolled
 check "allocatable 12 + 4 within 30 s" wait_for 30 "allocatable 12 + 4" alloc_is 12 4
 no_specs() { [ -z "$(specs)" ]; }
 check "no CDI spec left in /var/run/cdi" wait_for 10 "no CDI specs" no_specs

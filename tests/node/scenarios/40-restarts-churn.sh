@@ -44,13 +44,11 @@ started() {
   kc -n kube-system get pod "$1" -o json |
     jq -r '.status.containerStatuses[0].state.running.startedAt // empty | fromdateiso8601'
 }
-registrations() { kc -n kube-system logs "$1" | grep -c 'registered through the plugin watcher' || true; }
-both_registered() { [ "$(registrations "$1")" -ge 2 ]; }
 # registered_within SECONDS POD: the pod's current plugin process registered both pools with
 # the kubelet within SECONDS of its first log line, and the node advertises 12 + 4.
 registered_within() {
   local log first last lat
-  wait_for 30 "both pools registered" both_registered "$2" || return 1
+  wait_for 30 "both pools registered" registered "$2" || return 1
   log=$(kc -n kube-system logs "$2")
   first=$(head -n1 <<<"$log" | awk '{ print $1 }')
   last=$(grep 'registered through the plugin watcher' <<<"$log" | tail -n1 | awk '{ print $1 }')

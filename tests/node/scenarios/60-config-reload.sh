@@ -33,7 +33,8 @@ note "ConfigMap edit -> $PF allocatable in $(since "$t")s"
 echo "configmap->allocatable $(since "$t")" >>"$SCEN_OUT/ready"
 check "the other pools unchanged (12 + 4)" alloc_is 12 4
 check "same plugin container (no restart)" test "$(plugin_cid)" = "$cid0"
-reload_logged() { kc -n kube-system logs "$p" | grep -q 'config changed; applying'; }
+# (Output captured first: grep -q ending early would fail the pipeline on kubectl's SIGPIPE.)
+reload_logged() { local log; log=$(kc -n kube-system logs "$p"); grep -q 'config changed; applying' <<<"$log"; }
 check "the plugin logged the reload" reload_logged
 
 step "remove pool $PF again"
