@@ -99,6 +99,20 @@ impl FakeSysfs {
             root: dir.path().to_path_buf(),
             _dir: Some(dir),
         };
+        f.init();
+        f
+    }
+
+    /// A tree at `root` (created if missing) that outlives this handle: for trees used by
+    /// other processes after the builder exits (`fake-sriov-node`).
+    pub fn create_at(root: &Path) -> Self {
+        let f = FakeSysfs::attach(root);
+        f.init();
+        f
+    }
+
+    fn init(&self) {
+        let f = self;
         for d in [
             "bus/pci/devices",
             "bus/pci/drivers",
@@ -109,7 +123,6 @@ impl FakeSysfs {
             fs::create_dir_all(f.root().join(d)).expect("mkdir");
         }
         fs::write(f.root().join("bus/pci/drivers_probe"), "").expect("drivers_probe");
-        f
     }
 
     /// A second handle on an existing tree (not removed when dropped).
@@ -272,6 +285,12 @@ pub const PS225_VF: u16 = 0xd800;
 /// `0000:03:10.7`, `0000:04:10.0` .. `0000:04:10.7`; its netdev is `enp{3+p}s0f0v{i}`.
 pub fn ps225_two_pfs() -> FakeSysfs {
     let f = FakeSysfs::new();
+    lay_out_ps225(&f);
+    f
+}
+
+/// Lay out the devices of [`ps225_two_pfs`] in `f`.
+pub fn lay_out_ps225(f: &FakeSysfs) {
     for p in 0..2u32 {
         let bus = 3 + p;
         let pf = format!("0000:{bus:02x}:00.0");
@@ -297,7 +316,6 @@ pub fn ps225_two_pfs() -> FakeSysfs {
             f.add_vf(&pf, i, &d);
         }
     }
-    f
 }
 
 /// `pfs` PFs with `vfs_per_pf` VFs each (all bound to a netdev driver), for scale tests: PF `p` at
