@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting and lints, unit and fake-sysfs tests, real-kernel
-# tests in throwaway network namespaces (root), and the emulated SR-IOV lab scenarios.
+# tests in throwaway network namespaces (root), the kubelet's own device manager, a real
+# single-node Kubernetes (scripts/node.sh), the fuzz targets' quick run, and the emulated
+# SR-IOV lab scenarios.
 # Installs what it needs first (Debian packages, QEMU, the guest kernel, virtme-ng).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +20,12 @@ bash scripts/validate-manifests.sh
 echo "== Dockerfile build step (static release binaries, as the image builds them)"
 bash scripts/check-dockerfile.sh
 echo "== shellcheck (scripts, lab)"
-shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/*.sh tests/lab/scenarios/*.sh
+shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/*.sh tests/lab/scenarios/*.sh \
+  tests/node/*.sh tests/node/scenarios/*.sh
 echo "== the kubelet's own device manager (Go, k8s.io/kubernetes) driving the plugin"
 bash scripts/peer-kubelet.sh
+echo "== a real Kubernetes node: our image and DaemonSets, Multus, VF pods (scripts/node.sh test)"
+bash scripts/node.sh test
 echo "== fuzzing, quick mode (every parser of outside input, 20 s each; docs/fuzzing.md)"
 bash scripts/fuzz.sh 20
 echo "== benchmarks, quick mode (checks the harness runs)"
