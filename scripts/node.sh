@@ -24,8 +24,23 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 usage() { sed -n '7,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
+# node_lock: take the machine's node lock on fd 9 (kept across the exec of run.sh, released
+# when this command ends), waiting up to an hour for another scripts/node.sh to finish.
+node_lock() {
+  mkdir -p "$(dirname "$NODE_LOCK")"
+  exec 9>>"$NODE_LOCK"
+  if ! flock -n 9; then
+    say "another scripts/node.sh holds $NODE_LOCK ($(cat "$NODE_LOCK.who" 2>/dev/null || echo unknown)): waiting"
+    flock -w 3600 9 || die "$NODE_LOCK still held after an hour"
+  fi
+  echo "pid $$, scripts/node.sh $cmd in $NODE_REPO, since $(date -u +%FT%TZ)" >"$NODE_LOCK.who"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
+case "$cmd" in
+  build|up|down|test) node_lock ;;
+esac
 case "$cmd" in
   build)
     bash "$NODE_HERE/build.sh" ;;

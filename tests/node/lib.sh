@@ -43,6 +43,10 @@ NODE_MULTUS_CONF=$NODE_DIR/cni/multus.d
 # What the test overlay (tests/node/overlay) names our image.
 NODE_IMAGE=localhost/sriov-network:node
 
+# One node per machine: the kubelet's kubepods cgroups are the machine's. scripts/node.sh holds
+# this lock while it builds, starts, tests or stops a node, so two runs queue instead of taking
+# each other's node down.
+NODE_LOCK=${SRIOV_NODE_LOCK:-/run/lock/sriov-node.lock}
 NS=$NODE_DIR/ns
 PKI=$NODE_DIR/pki
 LOGS=$NODE_DIR/logs
@@ -96,7 +100,8 @@ start() {
   echo "---- $(date -u +%FT%TZ) start" >>"$LOGS/$name.log"
   # nsenter execs the command (no --fork), and setsid does not fork when the caller is not a
   # process-group leader (a background job of a script is not): $! is the daemon itself.
-  nsenter --net="$NS/net" --mount="$NS/mnt" -- setsid env "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # fd 9 is scripts/node.sh's lock: a daemon must not keep it after the command ends.
+  nsenter --net="$NS/net" --mount="$NS/mnt" -- setsid env "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$PIDS/$name"
 }
 

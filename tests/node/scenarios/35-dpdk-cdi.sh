@@ -47,7 +47,9 @@ group=$(innode readlink "$NODE_SYSFS/bus/pci/devices/$vf/iommu_group")
 group=${group##*/}
 marker=PCIDEVICE_ARM_COM_PS225_DPDK_$(tr ':.' '__' <<<"$vf")
 devs=$(kc exec pod-cdi -- ls /dev/vfio/ 2>/dev/null | tr '\n' ' ' || true)
-launcher_line() { local log; log=$(kc logs pod-cdi 2>&1); grep -E 'dpdk-testpmd|dpdk-launcher' <<<"$log" | tail -n1; }
+# The launcher's verdict: the command line it built, or the node it found missing (its
+# hugepages warning comes first and is neither).
+launcher_line() { local log; log=$(kc logs pod-cdi 2>&1); grep -E 'dpdk-testpmd|is missing' <<<"$log" | tail -n1; }
 wait_for 10 "the launcher's output" launcher_line || true
 line=$(launcher_line || true)
 note "container /dev/vfio: ${devs:-nothing}; launcher: $line"
