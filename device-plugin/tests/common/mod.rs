@@ -120,21 +120,7 @@ impl Bed {
 
     /// Start the plugin daemon with extra flags.
     pub fn spawn_args(&self, mode: &str, extra: &[&str]) -> Plugin {
-        let log = fs::File::create(self.log()).unwrap();
-        let child = Command::new(bin())
-            .args(self.args(mode))
-            .args(extra)
-            .env("RUST_LOG", "debug,h2=info,tower=info,hyper=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Plugin {
-            child: Some(child),
-            log: self.log(),
-            started: Instant::now(),
-        }
+        self.spawn_wrapped(&[], mode, extra)
     }
 
     /// Run the binary to completion with extra arguments; returns status, stdout, stderr.
@@ -272,9 +258,15 @@ impl Bed {
     /// `prlimit --nofile=256:256 --`), so the limits apply to the plugin process itself.
     pub fn spawn_wrapped(&self, wrapper: &[&str], mode: &str, extra: &[&str]) -> Plugin {
         let log = fs::File::create(self.log()).unwrap();
-        let child = Command::new(wrapper[0])
-            .args(&wrapper[1..])
-            .arg(bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = cmd
             .args(self.args(mode))
             .args(extra)
             .env("RUST_LOG", "debug,h2=info,tower=info,hyper=info")
