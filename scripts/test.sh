@@ -36,5 +36,5 @@ echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all
 echo "== arm64: the tests built for aarch64, run under qemu-aarch64 (scripts/test-arm64.sh)"
 bash scripts/test-arm64.sh
-echo "== the lab on an Arm guest: discovery, provisioning, CNI (scripts/lab.sh --arch arm64)"
-bash scripts/lab.sh --arch arm64 05 10 20
+echo "== the lab on an Arm guest: discovery, provisioning (scripts/lab.sh --arch arm64 05 10)"
+bash scripts/lab.sh --arch arm64 05 10
