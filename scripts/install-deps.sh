@@ -149,11 +149,11 @@ arm_root() {
 arm() {
   lab
   if ! qemu-system-aarch64 -machine virt,help 2>/dev/null | grep -q smmuv3 ||
-     ! command -v qemu-aarch64 >/dev/null; then
+     ! command -v qemu-aarch64 >/dev/null || [ ! -f /usr/lib/binfmt.d/qemu-aarch64.conf ]; then
     apt_update
     say "installing qemu-system-arm and qemu-user from bookworm-backports (igb, virt with SMMUv3)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports \
-      qemu-system-arm qemu-user >/dev/null
+      qemu-system-arm qemu-user qemu-user-binfmt >/dev/null
   fi
   apt_install mmdebstrap arch-test binutils
   if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl; then
