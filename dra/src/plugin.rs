@@ -6,8 +6,9 @@
 //!
 //! Prepare of one claim: a claim already `prepared` answers from the record. Otherwise the
 //! claim is read and its UID checked against the kubelet's (identity, not names), the devices
-//! allocated by this driver from this node's pool are taken from its allocation, a VF already
-//! held by another recorded claim is refused, the claim is recorded `preparing`, each device is
+//! allocated by this driver from this node's pool are taken from its allocation, devices a
+//! half-prepared record of the claim holds but the allocation no longer names are undone, a VF
+//! already held by another recorded claim is refused, the claim is recorded `preparing`, each device is
 //! prepared (a failure undoes this call's devices and drops the record), and the record becomes
 //! `prepared`. Unprepare of one claim undoes every recorded device (errors reported, record
 //! kept for the kubelet's retry) and drops the record; an unknown claim is already undone.
@@ -123,6 +124,26 @@ impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
             }
         }
         let devices = self.allocated(&cref).await?;
+        // A half-prepared record of this claim from before a crash, whose allocation has since
+        // changed (deallocated and allocated again): undo the devices it no longer has.
+        if let Some(stale) = state.claims.get(&claim.uid) {
+            for old in &stale.devices {
+                if devices.iter().any(|d| d.device == old.device) {
+                    continue;
+                }
+                let pci = old
+                    .device
+                    .parse::<DeviceName>()
+                    .map_err(|e| e.to_string())?
+                    .pci();
+                self.preparer.unprepare(&cref, pci).map_err(|e| {
+                    format!(
+                        "undoing {pci}, no longer allocated to claim {}/{}: {e}",
+                        cref.namespace, cref.name
+                    )
+                })?;
+            }
+        }
         for d in &devices {
             let holder = state.claims.iter().find(|(uid, r)| {
                 **uid != claim.uid && r.devices.iter().any(|o| o.device == d.device)

@@ -400,3 +400,47 @@ async fn a_vf_still_prepared_for_another_claim_is_refused() {
         .await
         .expect("now free");
 }
+
+#[tokio::test]
+async fn a_half_prepared_claim_allocated_anew_undoes_the_devices_it_lost() {
+    let bed = Bed::new();
+    *bed.preparer.panic_on.lock().expect("lock") = Some("0000:03:01.1".into());
+    let svc = Arc::new(bed.service());
+    let crashed = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.prepare_claim(&claim("net1", "uid-1")).await }
+    })
+    .await;
+    assert!(crashed.is_err());
+    drop(svc);
+    *bed.preparer.panic_on.lock().expect("lock") = None;
+    // Same claim (same UID), now allocated one other VF.
+    bed.add(claim_object(
+        "net1",
+        "uid-1",
+        vec![result("vf", DRIVER_NAME, "node-a", "0000-03-01-3")],
+    ));
+    let devices = bed
+        .service()
+        .prepare_claim(&claim("net1", "uid-1"))
+        .await
+        .expect("prepared");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        bed.preparer.calls(),
+        [
+            "prepare uid-1 0000:03:01.0",
+            "unprepare uid-1 0000:03:01.0",
+            "unprepare uid-1 0000:03:01.1",
+            "prepare uid-1 0000:03:01.3",
+        ]
+    );
+    let rec = &bed.on_disk().claims["uid-1"];
+    assert_eq!(
+        rec.devices
+            .iter()
+            .map(|d| d.device.as_str())
+            .collect::<Vec<_>>(),
+        ["0000-03-01-3"]
+    );
+}
