@@ -7,10 +7,12 @@
 //! - [`publish`]: the single writer that keeps those slices current in the API server
 //! - [`plugin`]: the kubelet's `DRAPlugin` service (NodePrepareResources and
 //!   NodeUnprepareResources) over a claim reader and a per-VF preparer
+//! - [`cdi`]: the per-claim CDI spec behind the device IDs prepare answers
 //! - [`checkpoint`]: the prepared claims on disk, for idempotency across restarts
 //! - [`registration`]: plugin-watcher registration as a DRA driver
 //! - [`health`]: the kubelet's DRA device-health stream
 
+pub mod cdi;
 pub mod checkpoint;
 pub mod health;
 pub mod model;

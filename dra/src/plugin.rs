@@ -15,6 +15,7 @@
 //! Calls are serialized: the checkpoint has one writer.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use k8s_openapi::api::resource::v1::ResourceClaim;
@@ -28,6 +29,7 @@ use sriov_host::PciAddress;
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
+use crate::cdi::{check_uid, remove_claim_spec, write_claim_spec, ContainerEdits};
 use crate::checkpoint::{Checkpoint, CheckpointFile, ClaimRecord, ClaimState, PreparedDevice};
 use crate::model::DeviceName;
 use crate::slice::SliceTarget;
@@ -75,9 +77,9 @@ impl ClaimSource for KubeClaims {
 /// The per-VF work of preparing a device for a claim and undoing it. Both must be idempotent:
 /// they are repeated after a crash or a kubelet retry.
 pub trait DevicePreparer: Send + Sync + 'static {
-    /// Make the VF at `pci` ready for `claim` (device-info file, CDI spec, driver check) and
-    /// return its CDI device IDs.
-    fn prepare(&self, claim: &ClaimRef, pci: PciAddress) -> Result<Vec<String>, String>;
+    /// Make the VF at `pci` ready for `claim` (device-info file, driver check) and say what a
+    /// container needs for it (its vfio nodes); the claim's CDI spec is written from that.
+    fn prepare(&self, claim: &ClaimRef, pci: PciAddress) -> Result<ContainerEdits, String>;
     /// Undo [`DevicePreparer::prepare`]; a VF never prepared is fine.
     fn unprepare(&self, claim: &ClaimRef, pci: PciAddress) -> Result<(), String>;
 }
@@ -88,16 +90,19 @@ pub struct DraService<C, P> {
     claims: C,
     preparer: Arc<P>,
     checkpoint: CheckpointFile,
+    cdi_dir: PathBuf,
     state: Mutex<Checkpoint>,
 }
 
 impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
-    /// The service for `target`'s pool, with the checkpoint read from `checkpoint`.
+    /// The service for `target`'s pool, with the checkpoint read from `checkpoint` and the
+    /// claims' CDI specs written into `cdi_dir`.
     pub fn new(
         target: SliceTarget,
         claims: C,
         preparer: Arc<P>,
         checkpoint: CheckpointFile,
+        cdi_dir: PathBuf,
     ) -> Result<Self, crate::checkpoint::CheckpointError> {
         let state = Mutex::new(checkpoint.load()?);
         Ok(DraService {
@@ -105,12 +110,14 @@ impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
             claims,
             preparer,
             checkpoint,
+            cdi_dir,
             state,
         })
     }
 
     /// Prepare one claim; its devices for the kubelet, or why not.
     pub async fn prepare_claim(&self, claim: &Claim) -> Result<Vec<Device>, String> {
+        check_uid(&claim.uid).map_err(|e| e.to_string())?;
         let cref = ClaimRef {
             namespace: claim.namespace.clone(),
             name: claim.name.clone(),
@@ -163,24 +170,17 @@ impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
         };
         state.claims.insert(cref.uid.clone(), record.clone());
         self.store(&state)?;
-        let mut done: Vec<PciAddress> = Vec::new();
-        for d in &mut record.devices {
+        let mut done: Vec<(PciAddress, ContainerEdits)> = Vec::new();
+        for d in &record.devices {
             let pci = d
                 .device
                 .parse::<DeviceName>()
                 .map_err(|e| e.to_string())?
                 .pci();
             match self.preparer.prepare(&cref, pci) {
-                Ok(ids) => {
-                    d.cdi_ids = ids;
-                    done.push(pci);
-                }
+                Ok(edits) => done.push((pci, edits)),
                 Err(e) => {
-                    for p in done.iter().rev() {
-                        if let Err(u) = self.preparer.unprepare(&cref, *p) {
-                            tracing::warn!(claim = %cref.uid, pci = %p, error = u, "undoing a prepared device failed");
-                        }
-                    }
+                    self.undo(&cref, &done);
                     state.claims.remove(&cref.uid);
                     self.store(&state)?;
                     return Err(format!(
@@ -188,6 +188,19 @@ impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
                         cref.namespace, cref.name
                     ));
                 }
+            }
+        }
+        match write_claim_spec(&self.cdi_dir, self.target.driver(), &cref.uid, &done) {
+            Ok(ids) => {
+                for (d, id) in record.devices.iter_mut().zip(ids) {
+                    d.cdi_ids = vec![id];
+                }
+            }
+            Err(e) => {
+                self.undo(&cref, &done);
+                state.claims.remove(&cref.uid);
+                self.store(&state)?;
+                return Err(e);
             }
         }
         record.state = ClaimState::Prepared;
@@ -200,6 +213,7 @@ impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
 
     /// Undo one claim.
     pub async fn unprepare_claim(&self, claim: &Claim) -> Result<(), String> {
+        check_uid(&claim.uid).map_err(|e| e.to_string())?;
         let mut state = self.state.lock().await;
         let Some(record) = state.claims.get(&claim.uid).cloned() else {
             tracing::debug!(claim = %claim.uid, "claim not prepared here; nothing to undo");
@@ -220,6 +234,9 @@ impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
             if let Err(e) = outcome {
                 errors.push(format!("{}: {e}", d.device));
             }
+        }
+        if let Err(e) = remove_claim_spec(&self.cdi_dir, &claim.uid) {
+            errors.push(e);
         }
         if !errors.is_empty() {
             return Err(format!(
@@ -282,6 +299,15 @@ impl<C: ClaimSource, P: DevicePreparer> DraService<C, P> {
             ));
         }
         Ok(out)
+    }
+
+    /// Best-effort undo of the devices prepared so far, newest first.
+    fn undo(&self, claim: &ClaimRef, done: &[(PciAddress, ContainerEdits)]) {
+        for (p, _) in done.iter().rev() {
+            if let Err(u) = self.preparer.unprepare(claim, *p) {
+                tracing::warn!(claim = %claim.uid, pci = %p, error = u, "undoing a prepared device failed");
+            }
+        }
     }
 
     fn store(&self, state: &Checkpoint) -> Result<(), String> {

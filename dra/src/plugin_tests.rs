@@ -39,7 +39,7 @@ impl FakePreparer {
 }
 
 impl DevicePreparer for FakePreparer {
-    fn prepare(&self, claim: &ClaimRef, pci: PciAddress) -> Result<Vec<String>, String> {
+    fn prepare(&self, claim: &ClaimRef, pci: PciAddress) -> Result<ContainerEdits, String> {
         if self.panic_on.lock().expect("lock").as_deref() == Some(&pci.to_string()) {
             panic!("simulated crash while preparing {pci}");
         }
@@ -50,7 +50,10 @@ impl DevicePreparer for FakePreparer {
         if self.fail_on.lock().expect("lock").as_deref() == Some(&pci.to_string()) {
             return Err("vfio-pci is not bound".into());
         }
-        Ok(vec![cdi_device_id(DRIVER_NAME, &pci)])
+        Ok(ContainerEdits {
+            device_nodes: vec![format!("/dev/vfio/{}", pci.to_string().len())],
+            env: vec![],
+        })
     }
 
     fn unprepare(&self, claim: &ClaimRef, pci: PciAddress) -> Result<(), String> {
@@ -145,8 +148,20 @@ impl Bed {
             self.claims.clone(),
             self.preparer.clone(),
             CheckpointFile::in_dir(self.dir.path()),
+            self.dir.path().join("cdi"),
         )
         .expect("service")
+    }
+
+    fn cdi_spec(&self, uid: &str) -> Option<serde_json::Value> {
+        let p = self
+            .dir
+            .path()
+            .join("cdi")
+            .join(format!("sriov-dra-{uid}.json"));
+        std::fs::read(p)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).expect("json"))
     }
 
     fn on_disk(&self) -> Checkpoint {
@@ -193,6 +208,15 @@ async fn prepare_answers_our_devices_with_cdi_ids_and_records_the_claim() {
         ]
     );
     assert_eq!(bed.on_disk().claims["uid-1"].state, ClaimState::Prepared);
+    let spec = bed.cdi_spec("uid-1").expect("CDI spec written");
+    assert_eq!(spec["kind"], "sriov.arm.com/vf");
+    let names: Vec<&str> = spec["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["0000:03:01.0", "0000:03:01.1"]);
 }
 
 #[tokio::test]
@@ -443,4 +467,67 @@ async fn a_half_prepared_claim_allocated_anew_undoes_the_devices_it_lost() {
             .collect::<Vec<_>>(),
         ["0000-03-01-3"]
     );
+}
+
+#[tokio::test]
+async fn unprepare_removes_the_claims_cdi_spec() {
+    let bed = Bed::new();
+    let svc = bed.service();
+    svc.prepare_claim(&claim("net1", "uid-1"))
+        .await
+        .expect("prepared");
+    assert!(bed.cdi_spec("uid-1").is_some());
+    svc.unprepare_claim(&claim("net1", "uid-1"))
+        .await
+        .expect("unprepared");
+    assert!(bed.cdi_spec("uid-1").is_none());
+}
+
+#[tokio::test]
+async fn a_claim_uid_that_is_not_a_uid_is_refused_before_anything_happens() {
+    let bed = Bed::new();
+    bed.add(claim_object(
+        "evil",
+        "../../etc/x",
+        vec![result("vf", DRIVER_NAME, "node-a", "0000-03-01-0")],
+    ));
+    let svc = bed.service();
+    let err = svc
+        .prepare_claim(&claim("evil", "../../etc/x"))
+        .await
+        .expect_err("refused");
+    assert!(
+        err.contains("\"../../etc/x\" is not a Kubernetes UID"),
+        "{err}"
+    );
+    let err = svc
+        .unprepare_claim(&claim("evil", "../../etc/x"))
+        .await
+        .expect_err("refused");
+    assert!(err.contains("not a Kubernetes UID"), "{err}");
+    assert!(bed.preparer.calls().is_empty());
+    assert!(!bed.dir.path().join("cdi").exists(), "nothing written");
+}
+
+#[tokio::test]
+async fn a_cdi_spec_that_cannot_be_written_undoes_the_devices() {
+    let bed = Bed::new();
+    // A file where the CDI directory should be.
+    std::fs::write(bed.dir.path().join("cdi"), b"").expect("block");
+    let err = bed
+        .service()
+        .prepare_claim(&claim("net1", "uid-1"))
+        .await
+        .expect_err("fails");
+    assert!(err.contains("writing CDI spec"), "{err}");
+    assert_eq!(
+        bed.preparer.calls(),
+        [
+            "prepare uid-1 0000:03:01.0",
+            "prepare uid-1 0000:03:01.1",
+            "unprepare uid-1 0000:03:01.1",
+            "unprepare uid-1 0000:03:01.0",
+        ]
+    );
+    assert!(bed.on_disk().claims.is_empty());
 }

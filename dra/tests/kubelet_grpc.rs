@@ -19,9 +19,10 @@ use kubelet_proto::dra_health::{HealthStatus, NodeWatchResourcesRequest};
 use kubelet_proto::pluginregistration::registration_client::RegistrationClient;
 use kubelet_proto::pluginregistration::registration_server::RegistrationServer;
 use kubelet_proto::pluginregistration::{InfoRequest, RegistrationStatus};
+use sriov_dra::cdi::ContainerEdits;
 use sriov_dra::checkpoint::CheckpointFile;
 use sriov_dra::health::HealthService;
-use sriov_dra::plugin::{cdi_device_id, ClaimRef, ClaimSource, DevicePreparer, DraService};
+use sriov_dra::plugin::{ClaimRef, ClaimSource, DevicePreparer, DraService};
 use sriov_dra::registration::{plugin_info, registration_socket, service_socket, DraRegistration};
 use sriov_dra::{SliceTarget, VfDevice, DRIVER_NAME};
 use sriov_host::PciAddress;
@@ -67,8 +68,8 @@ impl ClaimSource for OneClaim {
 struct Cdi;
 
 impl DevicePreparer for Cdi {
-    fn prepare(&self, _: &ClaimRef, pci: PciAddress) -> Result<Vec<String>, String> {
-        Ok(vec![cdi_device_id(DRIVER_NAME, &pci)])
+    fn prepare(&self, _: &ClaimRef, _: PciAddress) -> Result<ContainerEdits, String> {
+        Ok(ContainerEdits::default())
     }
     fn unprepare(&self, _: &ClaimRef, _: PciAddress) -> Result<(), String> {
         Ok(())
@@ -134,6 +135,7 @@ async fn registration_prepare_unprepare_and_health_over_unix_sockets() {
         OneClaim,
         Arc::new(Cdi),
         CheckpointFile::in_dir(dir.path()),
+        dir.path().join("cdi"),
     )
     .expect("svc");
     let (devices, rx) = watch::channel(Arc::new(vec![vf(true)]));
