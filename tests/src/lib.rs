@@ -3,6 +3,7 @@
 
 pub mod fakekernel;
 pub mod fakesys;
+pub mod gate;
 pub mod kubelet;
 pub mod netbed;
 pub mod promtext;
