@@ -4,8 +4,9 @@
 //! `s10_provision_advertise` (tests/lab/scenarios/10-provision-advertise.sh), `s50_health`
 //! (50-health.sh) and `s60_reload` (60-reload.sh). Each drives the real `sriov-device-plugin`
 //! release binary (`$LAB_BIN/sriov-device-plugin`) with the test kubelet of this crate (real gRPC
-//! over unix sockets) and reads the kernel's state back from sysfs. Outside the lab guest (no
-//! `SRIOV_LAB`, or no igb PF) every test prints SKIP and passes.
+//! over unix sockets) and reads the kernel's state back from sysfs. Built only with the `lab`
+//! feature (scripts/lab.sh); outside the lab guest (no `SRIOV_LAB`, or no igb PF) every test
+//! fails.
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
@@ -36,12 +37,12 @@ struct Lab {
     failed: Vec<String>,
 }
 
-/// The lab, or `None` (SKIP printed) outside the guest.
-fn lab() -> Option<Lab> {
-    if std::env::var_os("SRIOV_LAB").is_none() {
-        eprintln!("SKIP: not in the emulated lab (run scripts/lab.sh 10 50 60)");
-        return None;
-    }
+/// The lab; a panic outside the guest.
+fn lab() -> Lab {
+    assert!(
+        std::env::var_os("SRIOV_LAB").is_some(),
+        "not in the emulated lab: run scripts/lab.sh 10 50 60"
+    );
     let mut pf = None;
     for e in fs::read_dir("/sys/bus/pci/devices").unwrap().flatten() {
         let d = e.path();
@@ -51,16 +52,13 @@ fn lab() -> Option<Lab> {
             break;
         }
     }
-    let Some(pf_sys) = pf else {
-        eprintln!("SKIP: no igb PF (8086:10c9) on the PCI bus");
-        return None;
-    };
+    let pf_sys = pf.expect("an igb PF (8086:10c9) on the lab guest's PCI bus");
     let pf_if = first_entry(&pf_sys.join("net")).expect("the igb PF has a netdev");
     let bin = PathBuf::from(std::env::var("LAB_BIN").expect("LAB_BIN names target/release"));
     let out = PathBuf::from(std::env::var("LAB_OUT").unwrap_or_else(|_| "/tmp/lab-out".into()));
     fs::create_dir_all(&out).unwrap();
     let pf_pci = pf_sys.file_name().unwrap().to_string_lossy().into_owned();
-    Some(Lab {
+    Lab {
         pf_pci,
         pf_if,
         pf_sys,
@@ -68,7 +66,7 @@ fn lab() -> Option<Lab> {
         out,
         t0: Instant::now(),
         failed: Vec::new(),
-    })
+    }
 }
 
 fn first_entry(dir: &Path) -> Option<String> {
@@ -540,7 +538,7 @@ fn start_kubelet(rt: &tokio::runtime::Runtime) -> TestKubelet {
 /// pools advertised, Allocate of the vfio-pci VF, and a second run that changes nothing.
 #[test]
 fn s10_provision_advertise() {
-    let Some(mut lab) = lab() else { return };
+    let mut lab = lab();
     let rt = runtime();
 
     lab.step("config: config-samples/igb-lab.json (provision 4 VFs, VF3 vfio-pci; two pools)");
@@ -760,7 +758,7 @@ fn every_device_follows_pf(
 /// Scenario 50: device health follows the PF link, for both pools.
 #[test]
 fn s50_health() {
-    let Some(mut lab) = lab() else { return };
+    let mut lab = lab();
     let rt = runtime();
 
     lab.step("plugin: provision 4 VFs (VF3 vfio-pci), two pools");
@@ -840,7 +838,7 @@ const POD_IP: &str = "10.56.217.";
 /// Scenario 60: numVfs changed live with nothing allocated; refused while a VF is in a pod.
 #[test]
 fn s60_reload() {
-    let Some(mut lab) = lab() else { return };
+    let mut lab = lab();
     let rt = runtime();
 
     lab.step("plugin: provision 4 VFs (VF3 vfio-pci), two pools");
