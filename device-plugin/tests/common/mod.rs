@@ -245,6 +245,21 @@ impl Plugin {
         }
     }
 
+    /// Wait until `needle` is on at least `n` lines of the log: the daemon has handled the
+    /// `n`-th occurrence of what it logs (a check that nothing else happened needs no sleep).
+    pub async fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log_count(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} on {} line(s) of the log, not {n}, within {timeout:?}:\n{}",
+                self.log_count(needle),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child
