@@ -1,6 +1,7 @@
 //! Test helpers shared by the workspace's integration tests.
 #![allow(clippy::unwrap_used)]
 
+pub mod daemon;
 pub mod fakekernel;
 pub mod fakesys;
 pub mod gate;
