@@ -6,6 +6,8 @@ pub mod fakekernel;
 pub mod fakesys;
 pub mod gate;
 pub mod kubelet;
+#[cfg(feature = "lab")]
+pub mod lab;
 pub mod netbed;
 pub mod promtext;
 pub mod schema;

@@ -257,6 +257,8 @@ pub struct Plugin {
     log: PathBuf,
     /// Where this run's part of the log starts (the lab appends runs to one file).
     log_start: u64,
+    /// On drop: SIGTERM and wait this long (SIGKILL at once when `None`).
+    drop_grace: Option<Duration>,
     pub started: Instant,
 }
 
@@ -284,6 +286,7 @@ impl Plugin {
             child: Some(child),
             log,
             log_start,
+            drop_grace: None,
             started,
         })
     }
@@ -297,6 +300,12 @@ impl Plugin {
             .unwrap();
         writeln!(f, "===== {label} =====").unwrap();
         Plugin::try_spawn(cmd, f, log.to_path_buf(), None).unwrap()
+    }
+
+    /// On drop, stop with SIGTERM and up to `grace` (like [`Plugin::stop`]) instead of SIGKILL.
+    pub fn stop_on_drop(mut self, grace: Duration) -> Plugin {
+        self.drop_grace = Some(grace);
+        self
     }
 
     pub fn pid(&self) -> i32 {
@@ -320,6 +329,18 @@ impl Plugin {
     /// Lines of the log containing `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Lines of the log containing every one of `words` (case-insensitive).
+    pub fn log_lines(&self, words: &[&str]) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| {
+                let l = l.to_lowercase();
+                words.iter().all(|w| l.contains(&w.to_lowercase()))
+            })
+            .map(str::to_string)
+            .collect()
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -422,6 +443,9 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
+        if let Some(grace) = self.drop_grace {
+            self.stop(grace);
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
