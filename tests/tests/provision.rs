@@ -125,7 +125,7 @@ fn creates_vfs_binds_ranges_and_is_idempotent() {
         .apply(&req(8, &[("0-5", "bnxt_en"), ("6-7", "vfio-pci")]))
         .unwrap();
     assert!(!r2.changed(), "{r2:?}");
-    std::thread::sleep(Duration::from_millis(50));
+    k.settle();
     assert_eq!(
         k.log().len(),
         writes,
