@@ -93,6 +93,19 @@ pub struct DpProcess {
 }
 
 impl DpProcess {
+    /// A daemon started some other way (`started`: when it was spawned; `log`: its stderr).
+    pub fn new(child: Child, started: Instant, log: PathBuf) -> DpProcess {
+        DpProcess {
+            child,
+            started,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// VmRSS in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
         let s = fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -278,7 +291,7 @@ pub async fn scale(s: &Settings) -> Result<Section> {
 }
 
 /// `callers` tasks each making `calls` Allocate calls; returns per-call latencies and wall time.
-async fn allocate_load(
+pub async fn allocate_load(
     k: &Arc<TestKubelet>,
     pools: u32,
     per_pool: usize,
