@@ -279,9 +279,8 @@ pub async fn scale(s: &Settings) -> Result<Section> {
         ]);
     }
     sec.note(
-        "Reference: upstream sriov-network-device-plugin is not run by this harness. Its work is of \
-         the same kind: sysfs reads per device at start, one gRPC server per pool, one device-info \
-         file written per allocated device.",
+        "Reference: upstream sriov-network-device-plugin is measured side by side with this plugin \
+         by `bench/peers-dp.sh` (docs/peers.md).",
     );
     sec.note(
         "Allocate writes the NPWG device-info file for the device (on tmpfs here, as /var/run is on a \

@@ -560,7 +560,7 @@ pub fn write_report(path: &Path, machine: &crate::report::Machine, sec: &Section
         (Some(b), Some(e)) if e > b => {
             format!("{}{}{}", &old[..b], generated, &old[e + END.len()..])
         }
-        _ => format!("{}\n{generated}\n", old.trim_end()),
+        _ => format!("{}\n\n{generated}\n", old.trim_end()),
     };
     fs::write(path, new)?;
     Ok(())
