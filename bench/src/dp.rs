@@ -20,7 +20,7 @@ pub const PREFIX: &str = "example.com";
 
 /// A fake node for the daemon (the shared harness of `sriov_tests::daemon`), on tmpfs like
 /// /var/run, with the daemon logging at info as in production.
-pub struct DpBed(Bed);
+pub struct DpBed(pub Bed);
 
 impl DpBed {
     pub fn new(sys: FakeSysfs, config: &Value) -> Result<DpBed> {
@@ -58,6 +58,15 @@ impl DpProcess {
     /// When the process was spawned.
     pub fn started(&self) -> Instant {
         self.0.started
+    }
+
+    /// A daemon started some other way.
+    pub fn new(plugin: Plugin) -> DpProcess {
+        DpProcess(plugin)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.pid().unsigned_abs()
     }
 
     /// VmRSS in KiB.
@@ -219,9 +228,8 @@ pub async fn scale(s: &Settings) -> Result<Section> {
         ]);
     }
     sec.note(
-        "Reference: upstream sriov-network-device-plugin is not run by this harness. Its work is of \
-         the same kind: sysfs reads per device at start, one gRPC server per pool, one device-info \
-         file written per allocated device.",
+        "Reference: upstream sriov-network-device-plugin is measured side by side with this plugin \
+         by `bench/peers-dp.sh` (docs/peers.md).",
     );
     sec.note(
         "Allocate writes the NPWG device-info file for the device (on tmpfs here, as /var/run is on a \
@@ -231,7 +239,7 @@ pub async fn scale(s: &Settings) -> Result<Section> {
 }
 
 /// `callers` tasks each making `calls` Allocate calls; returns per-call latencies and wall time.
-async fn allocate_load(
+pub async fn allocate_load(
     k: &Arc<TestKubelet>,
     pools: u32,
     per_pool: usize,

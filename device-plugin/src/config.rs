@@ -122,6 +122,10 @@ const POOL_KEYS: &[&str] = &[
     "allocationPolicy",
 ];
 
+/// Fields of upstream's in-memory pool struct that its own marshalled configs carry
+/// (`"SelectorObj": null` in its per-node config example) and that it discards on read.
+const POOL_IGNORED: &[&str] = &["SelectorObj", "SelectorObjs"];
+
 /// The largest config file read; anything larger is refused unread.
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -203,7 +207,7 @@ impl Config {
         let obj = v
             .as_object()
             .ok_or_else(|| top("config", format!("expected an object, got {}", kind(v))))?;
-        check_keys(obj, TOP_KEYS).map_err(|(k, p)| top(&k, p))?;
+        let obj = &upstream_keys(obj, TOP_KEYS, &[]).map_err(|(k, p)| top(&k, p))?;
         let list = obj
             .get("resourceList")
             .ok_or_else(|| top("resourceList", "missing: expected a list of pools".into()))?
@@ -253,7 +257,7 @@ fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, C
             format!("expected an object, got {}", kind(v)),
         )
     })?;
-    check_keys(obj, POOL_KEYS).map_err(|(k, p)| err(&k, p))?;
+    let obj = &upstream_keys(obj, POOL_KEYS, POOL_IGNORED).map_err(|(k, p)| err(&k, p))?;
     let name = match obj.get("resourceName") {
         None => {
             return Err(err(
@@ -385,6 +389,37 @@ fn parse_additional_info(
             }
         }
     }
+    Ok(out)
+}
+
+/// `obj` with upstream's key matching: upstream decodes with Go's `encoding/json`, which takes a
+/// key that differs from a field name only in case as that field, so `IsRdma`, `NeedVhostNet` or
+/// `resourcelist` mean `isRdma`, `needVhostNet`, `resourceList` here too. Keys in `ignored`
+/// (any case) are dropped. Two spellings of one key, or a key that is not known in any case, are
+/// errors.
+pub(crate) fn upstream_keys(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    ignored: &[&str],
+) -> Result<Map<String, Value>, (String, String)> {
+    let mut out = Map::new();
+    for (k, v) in obj {
+        if ignored.iter().any(|i| i.eq_ignore_ascii_case(k)) {
+            continue;
+        }
+        let key = known
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(k))
+            .map_or(k.as_str(), |c| *c);
+        if out.contains_key(key) {
+            return Err((
+                k.clone(),
+                format!("given twice, as {key:?} in another case: keep one"),
+            ));
+        }
+        out.insert(key.to_string(), v.clone());
+    }
+    check_keys(&out, known)?;
     Ok(out)
 }
 
