@@ -4,8 +4,8 @@
 # sriov-network-device-plugin v3.11.0 and sriov-cni v2.10.0 from the pinned tarballs, with
 # their own manifests (tests/node/peers.sh says what is adapted; their CNI is patched for the
 # veth PFs: tests/node/peers/sriov-cni-v2.10.0-veth-pf.patch). Both under Multus v4.3.0, with
-# the same NetworkAttachmentDefinition (sriov-net1) and the same pods. For each stack, freshly
-# deployed:
+# the same NetworkAttachmentDefinition (sriov-net1) and the same pods. Ours first
+# (SRIOV_NODE_PEER_FIRST=upstream: upstream first). For each stack, freshly deployed:
 #   - N pods (SRIOV_NODE_PEER_PODS, default 20) with a kernel VF and net1, 10 at a time (12
 #     VFs): the time from `kubectl apply` to each pod's Ready (p50, p95), and from `kubectl
 #     delete` to all of a round gone;
@@ -130,6 +130,26 @@ rounds() {
   [ "$ok" = 0 ] && [ "$(wc -l <"$SCEN_OUT/$s.ready")" = "$N" ]
 }
 
+# sandboxes SIDE: "NAME SECONDS" of each of SIDE's pods from containerd's log: RunPodSandbox
+# received -> returned, which includes the pod network (Multus, the cluster bridge, the
+# `sriov` CNI), into $SCEN_OUT/SIDE.sandbox; a failed attempt counts in R[SIDE,sbfail] and the
+# pod's time is that of the attempt that succeeded.
+sandboxes() {
+  python3 - "$LOGS/containerd.log" "peer-$1-" >"$SCEN_OUT/$1.sandbox" <<'PY'
+import datetime, re, sys
+start = {}
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r'time="([^"]+)".*RunPodSandbox for name:\\"(' + re.escape(sys.argv[2]) + r'[^\\]+)\\"', line)
+    if not m:
+        continue
+    t = datetime.datetime.fromisoformat(m.group(1)[:26]).timestamp()
+    if "returns sandbox id" in line and m.group(2) in start:
+        print(f"{m.group(2)} {t - start.pop(m.group(2)):.3f}")
+    elif "returns" not in line and "failed" not in line:
+        start[m.group(2)] = t
+PY
+}
+
 # cg SIDE KEY: "cpu-seconds peak-MiB rss-MiB uptime-s" of the newest KEY container of SIDE
 # (cgroup v1, cgroupfs driver: kubepods/<qos>/pod<uid>/<container id>).
 cg() {
@@ -152,11 +172,12 @@ cg() {
 kubelet_regs() { grep -c 'Connected to new client' "$LOGS/kubelet.log" || true; }
 
 # back_after SIDE HOW: kill the plugin (HOW = kill: kill -9 of its process; delete: delete its
-# pod); print "R A": seconds until the kubelet connected to both pools of the new process (from
-# the kubelet log's timestamps) and until the API shows allocatable 12 + 4 again (polled; the
-# kubelet posts node status every 2 s here).
+# pod); print "R A S": seconds until the kubelet connected to both pools of the new process (from
+# the kubelet log's timestamps), until the API shows allocatable 12 + 4 again (polled; the
+# kubelet posts node status every 2 s here), and from the new container's start (containerd's
+# log) to that registration.
 back_after() {
-  local s=$1 p pid regs t reg
+  local s=$1 p pid regs t reg a id started
   p=$(pod_of "$s" dp)
   regs=$(kubelet_regs)
   if [ "$2" = kill ]; then
@@ -171,8 +192,14 @@ back_after() {
   two() { [ "$(kubelet_regs)" -ge $((regs + 2)) ]; }
   wait_for 120 "two new registrations" two || return 1
   wait_for 60 "allocatable 12 + 4" alloc_is 12 4 || return 1
+  a=$(date +%s.%N)
   reg=$(grep 'Connected to new client' "$LOGS/kubelet.log" | sed -n "$((regs + 2))p" | awk '{ print $2 }')
-  awk -v t="$t" -v r="$(date -d "$reg" +%s.%N)" -v a="$(date +%s.%N)" 'BEGIN { printf "%.2f %.1f\n", r - t, a - t }'
+  # The new container's start, as containerd logged it (StartContainer returned: it runs).
+  id=$(kc -n kube-system get pod "$(pod_of "$s" dp)" -o jsonpath='{.status.containerStatuses[0].containerID}')
+  started=$(grep -F "StartContainer for \\\"${id#containerd://}\\\" returns successfully" "$LOGS/containerd.log" |
+    sed -E 's/^time="([^"]+)".*/\1/' | tail -n1)
+  awk -v t="$t" -v r="$(date -d "$reg" +%s.%N)" -v a="$a" -v s="$(date -d "${started:-@0}" +%s.%N)" \
+    'BEGIN { printf "%.2f %.1f %s\n", r - t, a - t, (s > 0 ? sprintf("%.2f", r - s) : "-") }'
 }
 
 # measure SIDE: everything above for one freshly deployed stack, into R[SIDE,...].
@@ -208,6 +235,10 @@ measure() {
   R[$s,p50]=$(pctl 50 "$SCEN_OUT/$s.ready" 2>/dev/null || echo -)
   R[$s,p95]=$(pctl 95 "$SCEN_OUT/$s.ready" 2>/dev/null || echo -)
   R[$s,max]=$(pctl 100 "$SCEN_OUT/$s.ready" 2>/dev/null || echo -)
+  sandboxes "$s"
+  R[$s,sbfail]=$(grep -c "RunPodSandbox for name:..peer-$s-.*failed, error" "$LOGS/containerd.log" || true)
+  R[$s,sb50]=$(pctl 50 "$SCEN_OUT/$s.sandbox" 2>/dev/null || echo -)
+  R[$s,sb95]=$(pctl 95 "$SCEN_OUT/$s.sandbox" 2>/dev/null || echo -)
   R[$s,gone]=$(awk '{ if ($2 > m) m = $2 } END { printf "%.1f", m }' "$SCEN_OUT/$s.gone")
   if vfs_home >/dev/null 2>&1; then R[$s,home]=yes; else R[$s,home]=no; fi
   if [ "$s" = ours ]; then
@@ -225,8 +256,8 @@ measure() {
   step "$s: kill -9 the plugin, then delete its pod"
   for how in kill delete; do
     if v=$(back_after "$s" "$how"); then
-      read -r "R[$s,${how}reg]" "R[$s,$how]" <<<"$v"
-      note "$s: $how -> both pools registered in ${R[$s,${how}reg]}s, allocatable 12 + 4 in the API in ${R[$s,$how]}s"
+      read -r "R[$s,${how}reg]" "R[$s,$how]" "R[$s,${how}start]" <<<"$v"
+      note "$s: $how -> both pools registered in ${R[$s,${how}reg]}s (${R[$s,${how}start]}s after the new container started), allocatable 12 + 4 in the API in ${R[$s,$how]}s"
     else
       R[$s,$how]=never
       note "$s: $how -> allocatable not back"
@@ -255,14 +286,20 @@ require "ours (and any upstream leftovers) removed first" teardown ours upstream
 # Kernel files upstream reads and the fake tree lacks (tests/node/peers.sh); ours ignores them.
 require "modalias files and netdev device links in the fake tree" peers_sysfs
 
-measure ours
-measure upstream
+# SRIOV_NODE_PEER_FIRST=upstream measures upstream first (a check on order effects).
+if [ "${SRIOV_NODE_PEER_FIRST:-ours}" = upstream ]; then
+  measure upstream
+  measure ours
+else
+  measure ours
+  measure upstream
+fi
 
 step "ours again, for what follows"
 require "ours deployed again" deploy ours
 
 {
-  echo "side by side on the test node: $N pods with a VF and net1, $ROUND at a time (upstream's CNI patched for veth PFs)"
+  echo "side by side on the test node: $N pods with a VF and net1, $ROUND at a time, ${SRIOV_NODE_PEER_FIRST:-ours} first (upstream's CNI patched for veth PFs)"
   printf '%-44s %14s %14s\n' "" ours "upstream"
   row() { printf '%-44s %14s %14s\n' "$1" "${R[ours,$2]:--}" "${R[upstream,$2]:--}"; }
   row "deploy: apply -> DaemonSets Ready, 12 + 4 (s)" deploy
@@ -270,12 +307,17 @@ require "ours deployed again" deploy ours
   row "apply -> Ready p50 (s)" p50
   row "apply -> Ready p95 (s)" p95
   row "apply -> Ready max (s)" max
+  row "sandbox with network (containerd) p50 (s)" sb50
+  row "sandbox with network (containerd) p95 (s)" sb95
+  row "sandbox attempts failed (then retried)" sbfail
   row "delete -> round gone, max (s)" gone
   row "every VF home, name and MAC, afterwards" home
   row "kill -9 plugin -> both pools registered (s)" killreg
   row "kill -9 plugin -> 12 + 4 in the API (s)" kill
+  row "  new container started -> registered (s)" killstart
   row "delete plugin pod -> both pools registered (s)" deletereg
   row "delete plugin pod -> 12 + 4 in the API (s)" delete
+  row "  new container started -> registered (s)" deletestart
   row "plugin container CPU (s)" dpcpu
   row "plugin container lifetime (s)" dpup
   row "plugin container peak memory (MiB)" dppeak
