@@ -35,7 +35,7 @@ timed() {
 # --- Debian tools on the machine ---------------------------------------------------------------
 apt_deps() {
   local want=(iproute2 util-linux containernetworking-plugins mmdebstrap gcc libc6-dev openssl jq
-    python3 curl procps) missing=()
+    python3 curl procps patch) missing=()
   for p in "${want[@]}"; do
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done

@@ -63,8 +63,10 @@ peers_build() {
   if [ ! -s "$pciids" ]; then
     rm -rf "$PEERS_DIR/pci.ids"
     mkdir -p "$PEERS_DIR/pci.ids"
-    (cd "$PEERS_DIR/pci.ids" && apt-get download -o APT::Sandbox::User=root pci.ids >/dev/null &&
+    (cd "$PEERS_DIR/pci.ids" && { apt-get download -o APT::Sandbox::User=root pci.ids >/dev/null ||
+      { apt-get update -qq && apt-get download -o APT::Sandbox::User=root pci.ids >/dev/null; }; } &&
       dpkg -x pci.ids_*.deb . && rm -f pci.ids_*.deb)
+    [ -s "$pciids" ] || die "peers: no pci.ids from Debian's pci.ids package"
   fi
   want=$(cat "$dp_bin" "$PEERS_CNI_BIN" "$pciids" "$DEB_ROOT/bin/busybox" "$NODE_HERE/image.py" \
     "$UPSTREAM_SRC/$PEERS_DP_SRC.tar.gz" "$UPSTREAM_SRC/$PEERS_CNI_SRC.tar.gz" | sha256sum | cut -d' ' -f1)
