@@ -27,7 +27,8 @@ use sriov_host::PciAddress;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocate::{DeviceNodes, HostPaths};
+use crate::allocate::DeviceNodes;
+use crate::context::HostPaths;
 use crate::pool::{Pool, PoolCell};
 use crate::resource::ResourceName;
 

@@ -12,12 +12,14 @@
 //! - [`provisioning`]: applying the `provision` section (VF creation and driver binding)
 //! - [`events`], [`reload`]: link, uevent and config-file events; the running node that reacts
 //!   to them (health, pool membership, hot reload)
+//! - [`context`]: the node context (host paths, registration, CDI, metrics) built once
 //! - [`daemon`]: orchestration; [`inventory`]: the `inventory` subcommand
 
 pub mod allocate;
 pub mod cdi;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod daemon;
 pub mod events;
 pub mod health;

@@ -118,7 +118,7 @@ pub async fn run_kubelet_mode(
                     Ok(()) => {
                         registered_with = target;
                         tracing::info!(pool = %resource, endpoint = %sock_name, "registered with the kubelet");
-                        crate::metrics::registration(&resource.to_string(), "kubelet");
+                        svc.metrics.registration(&resource, "kubelet");
                         delay = REGISTER_RETRY_FIRST;
                         waiting_logged = false;
                     }
@@ -245,7 +245,7 @@ pub async fn run_watcher_mode(
                     let Some(st) = st else { continue };
                     if st.plugin_registered {
                         tracing::info!(pool = %resource, "registered through the plugin watcher");
-                        crate::metrics::registration(&resource.to_string(), "watcher");
+                        svc.metrics.registration(&resource, "watcher");
                         backoff = WATCHER_BACKOFF_FIRST;
                         continue;
                     }
