@@ -1,5 +1,5 @@
 //! The daemon: config, event sources, then the node (provisioning, pools, one server per pool,
-//! health and reload: [`crate::reload`]) until SIGTERM/SIGINT.
+//! health and reload: [`crate::node`]) until SIGTERM/SIGINT.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::context::{HostPaths, NodeContext, Registration};
 use crate::events;
 use crate::metrics::{self, Metrics};
-use crate::reload::Node;
+use crate::node::Node;
 use crate::socket::{ensure_dir, SocketError};
 use crate::watch::{watch_dir, WatchError};
 

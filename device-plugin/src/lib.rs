@@ -10,8 +10,9 @@
 //! - [`socket`], [`registration`], [`watch`]: sockets, kubelet and plugin-watcher registration,
 //!   kubelet restarts
 //! - [`provisioning`]: applying the `provision` section (VF creation and driver binding)
-//! - [`events`], [`reload`]: link, uevent and config-file events; the running node that reacts
-//!   to them (health, pool membership, hot reload)
+//! - [`events`], [`node`]: link, uevent and config-file events; the running node that reacts
+//!   to them (health, pool membership, hot reload); [`lifecycle`]: one pool's server from start
+//!   to stop
 //! - [`context`]: the node context (host paths, registration, CDI, metrics) built once
 //! - [`daemon`]: orchestration; [`inventory`]: the `inventory` subcommand
 
@@ -24,13 +25,14 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod inventory;
+pub mod lifecycle;
 pub mod metrics;
+pub mod node;
 pub mod pool;
 pub mod prefer;
 pub mod provision;
 pub mod provisioning;
 pub mod registration;
-pub mod reload;
 pub mod resource;
 pub mod route;
 pub mod selectors;

@@ -10,30 +10,23 @@
 //!   new list on their open ListAndWatch streams, unchanged pools are not touched.
 //! - Every minute a safety-net re-scan catches anything a lost event would have missed.
 //!
-//! A device leaving a pool has that pool's device-info file for it removed.
+//! A pool's own life (server, registration, in-place updates, stop) is [`crate::lifecycle`].
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use sriov_host::discovery::discover;
 use sriov_host::{PciAddress, PciDevice, SysfsError};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cdi;
-use crate::config::{Config, ConfigError, PoolConfig};
-use crate::context::{NodeContext, Registration};
+use crate::config::{Config, ConfigError};
+use crate::context::NodeContext;
 use crate::events::Event;
 use crate::health::{Checker, Links};
-use crate::metrics;
-use crate::pool::{assign, Pool, PoolCell};
+use crate::lifecycle::{Failure, RunningPool};
+use crate::pool::{assign, Pool};
 use crate::provisioning::{self, Outcome};
-use crate::registration::{run_kubelet_mode, run_watcher_mode};
-use crate::server::PluginService;
-use crate::socket::SocketError;
 
 /// How long after a first PCI uevent the node is re-read, so a burst (VF creation, a rebind)
 /// is handled once.
@@ -44,16 +37,6 @@ pub const SAFETY_NET: Duration = Duration::from_secs(60);
 /// How long the start waits for the first link dump before building pools.
 const FIRST_DUMP_WAIT: Duration = Duration::from_secs(1);
 
-/// A pool with its server.
-struct Running {
-    cell: Arc<PoolCell>,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-/// A pool server that failed (its socket could not be served).
-pub type Failure = (String, SocketError);
-
 pub struct Node {
     ctx: NodeContext,
     stop: CancellationToken,
@@ -61,7 +44,7 @@ pub struct Node {
     config: Config,
     devices: Vec<PciDevice>,
     /// In config order.
-    pools: Vec<Running>,
+    pools: Vec<RunningPool>,
     links: Links,
     /// The last config error, while the file on disk is invalid.
     pub last_config_error: Option<String>,
@@ -288,14 +271,14 @@ impl Node {
             &config,
             &self.ctx.paths.facts(),
         );
-        let mut old: HashMap<String, Running> = std::mem::take(&mut self.pools)
+        let mut old: HashMap<String, RunningPool> = std::mem::take(&mut self.pools)
             .into_iter()
             .map(|r| (r.cell.get().config.resource.to_string(), r))
             .collect();
         for (pc, members) in config.pools.iter().zip(assigned) {
             match old.remove(&pc.resource.to_string()) {
                 Some(run) => {
-                    self.update(&run, pc.clone(), members);
+                    run.update(&self.ctx.paths, pc.clone(), members);
                     self.pools.push(run);
                 }
                 None => {
@@ -306,7 +289,7 @@ impl Node {
                         let checker = Checker::new(&self.ctx.paths.sysfs, &self.links);
                         pool.refresh(|d| checker.check(d));
                     }
-                    let run = self.start_pool(pool);
+                    let run = RunningPool::start(&self.ctx, pool, &self.stop, self.fail.clone());
                     self.pools.push(run);
                 }
             }
@@ -317,7 +300,7 @@ impl Node {
         self.refresh_health();
         for (name, run) in old {
             tracing::info!(pool = %name, "pool removed from the config: stopping");
-            self.stop_pool(run).await;
+            run.stop(&self.ctx.paths).await;
         }
     }
 
@@ -348,54 +331,12 @@ impl Node {
                 let cur = run.cell.get();
                 let mut members: Vec<PciDevice> = cur.devices.values().cloned().collect();
                 members.extend(fresh.into_iter().filter(|d| !pooled.contains(&d.address)));
-                self.update(run, cur.config.clone(), members);
+                run.update(&self.ctx.paths, cur.config.clone(), members);
             }
             self.ctx.metrics.record_pfs(&devices);
             self.devices = devices;
         }
         self.refresh_health();
-    }
-
-    /// Swap a running pool's snapshot when its config or device set changed; remove the
-    /// device-info files of devices that left.
-    fn update(&self, run: &Running, config: PoolConfig, members: Vec<PciDevice>) {
-        let cur = run.cell.get();
-        let before: BTreeSet<PciAddress> = cur.devices.keys().copied().collect();
-        let after: BTreeSet<PciAddress> = members.iter().map(|d| d.address).collect();
-        if cur.config == config && before == after {
-            return;
-        }
-        let left: Vec<PciAddress> = before.difference(&after).copied().collect();
-        let joined = after.difference(&before).count();
-        tracing::info!(
-            pool = %config.resource,
-            devices = after.len(),
-            joined,
-            left = left.len(),
-            config_changed = cur.config != config,
-            "pool changed"
-        );
-        self.remove_devinfo(&cur.config, &left);
-        run.cell.set(cur.successor(config, members));
-    }
-
-    fn remove_devinfo(&self, config: &PoolConfig, gone: &[PciAddress]) {
-        for a in gone {
-            let path: PathBuf = self
-                .ctx
-                .paths
-                .devinfo_dir
-                .join(config.resource.devinfo_file(&a.to_string()));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(pool = %config.resource, pci = %a, path = %path.display(), "device-info file removed")
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove device-info file")
-                }
-            }
-        }
     }
 
     /// Re-evaluate every pooled device's health; streams hear only about real changes.
@@ -407,66 +348,11 @@ impl Node {
         }
     }
 
-    fn start_pool(&self, pool: Pool) -> Running {
-        let resource = pool.config.resource.to_string();
-        let cell = PoolCell::new(pool);
-        let stop = self.stop.child_token();
-        let svc = PluginService {
-            pool: cell.clone(),
-            paths: self.ctx.paths.clone(),
-            stop: stop.clone(),
-            cdi: self.ctx.cdi.clone(),
-            metrics: self.ctx.metrics.clone(),
-        };
-        metrics::spawn_pool_watch(self.ctx.metrics.clone(), &cell.get(), stop.clone());
-        if let Some(cdi) = &self.ctx.cdi {
-            cdi::spawn_sync(cdi.clone(), &cell, self.ctx.paths.clone(), stop.clone());
-        }
-        let fail = self.fail.clone();
-        let task = match &self.ctx.registration {
-            Registration::Watcher { registry_dir } => {
-                let fut = run_watcher_mode(svc, registry_dir.clone(), stop.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        let _ = fail.send((resource, e));
-                    }
-                })
-            }
-            Registration::Kubelet { dir, events } => {
-                let fut = run_kubelet_mode(svc, dir.clone(), events.subscribe(), stop.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        let _ = fail.send((resource, e));
-                    }
-                })
-            }
-        };
-        Running { cell, stop, task }
-    }
-
-    async fn stop_pool(&self, run: Running) {
-        run.stop.cancel();
-        let pool = run.cell.get();
-        let all: Vec<PciAddress> = pool.devices.keys().copied().collect();
-        self.remove_devinfo(&pool.config, &all);
-        if tokio::time::timeout(Duration::from_secs(3), run.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(pool = %pool.config.resource, "pool server did not stop within 3 s");
-        }
-    }
-
     /// Stop every pool server (sockets removed) and wait for them.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         for run in std::mem::take(&mut self.pools) {
-            let _ = tokio::time::timeout(Duration::from_secs(3), run.task).await;
-            if let Some(cdi) = &self.ctx.cdi {
-                if let Err(e) = cdi.remove(&run.cell.get().config.resource) {
-                    tracing::warn!(error = %e, "CDI spec left behind");
-                }
-            }
+            run.finish(self.ctx.cdi.as_deref()).await;
         }
     }
 }
