@@ -87,7 +87,6 @@ pub struct Metrics {
     config_reload_failures: Counter,
     config_last_ok: Gauge,
     registrations: Family<RegistrationLabels, Counter>,
-    last_config_error: Mutex<Option<String>>,
 }
 
 impl Default for Metrics {
@@ -111,7 +110,6 @@ impl Metrics {
             config_reload_failures: Counter::default(),
             config_last_ok: Gauge::default(),
             registrations: Family::default(),
-            last_config_error: Mutex::new(None),
             registry: Registry::default(),
         };
         registry.register(
@@ -233,30 +231,13 @@ impl Metrics {
         }
     }
 
-    /// Count one config reload; `err` (when refused) is kept for [`Metrics::last_config_error`].
-    pub fn config_reload(&self, ok: bool, err: Option<&str>) {
+    /// Count one config reload (`ok`: applied, else refused).
+    pub fn config_reload(&self, ok: bool) {
         self.config_reloads.inc();
         self.config_last_ok.set(i64::from(ok));
         if !ok {
             self.config_reload_failures.inc();
         }
-        let mut last = self
-            .last_config_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *last = if ok {
-            None
-        } else {
-            Some(err.unwrap_or("invalid config").to_string())
-        };
-    }
-
-    /// The error of the last config reload, when it was refused.
-    pub fn last_config_error(&self) -> Option<String> {
-        self.last_config_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// Record the VF counts of every PF among `devices` (after discovery or provisioning).

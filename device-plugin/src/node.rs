@@ -26,7 +26,7 @@ use crate::events::Event;
 use crate::health::{Checker, Links};
 use crate::lifecycle::{Failure, RunningPool};
 use crate::pool::{assign, Pool};
-use crate::provisioning::{self, Outcome};
+use crate::provisioning;
 
 /// How long after a first PCI uevent the node is re-read, so a burst (VF creation, a rebind)
 /// is handled once.
@@ -46,10 +46,6 @@ pub struct Node {
     /// In config order.
     pools: Vec<RunningPool>,
     links: Links,
-    /// The last config error, while the file on disk is invalid.
-    pub last_config_error: Option<String>,
-    /// The result of the last provisioning run, per `provision` entry.
-    pub provisioning: Vec<Outcome>,
 }
 
 /// Parse a config file's content, with errors naming the file like [`Config::load`].
@@ -88,8 +84,6 @@ impl Node {
             devices: Vec::new(),
             pools: Vec::new(),
             links: Links::default(),
-            last_config_error: None,
-            provisioning: Vec::new(),
         };
         let mut pending = Vec::new();
         let deadline = tokio::time::Instant::now() + FIRST_DUMP_WAIT;
@@ -196,8 +190,7 @@ impl Node {
     /// config, logged and ignored.
     fn refuse(&mut self, e: String) {
         tracing::error!(config = %self.ctx.config_path.display(), error = %e, "config refused; the running pools keep serving unchanged");
-        self.ctx.metrics.config_reload(false, Some(&e));
-        self.last_config_error = Some(e);
+        self.ctx.metrics.config_reload(false);
     }
 
     /// A new config file content: validate, provision, rebuild and diff the pools.
@@ -207,13 +200,11 @@ impl Node {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(config = %self.ctx.config_path.display(), error = %e, "invalid config ignored; the running pools keep serving unchanged");
-                self.last_config_error = Some(e.to_string());
-                self.ctx.metrics.config_reload(false, Some(&e.to_string()));
+                self.ctx.metrics.config_reload(false);
                 return;
             }
         };
-        self.last_config_error = None;
-        self.ctx.metrics.config_reload(true, None);
+        self.ctx.metrics.config_reload(true);
         tracing::info!(config = %self.ctx.config_path.display(), pools = config.pools.len(), provision = config.provision.len(), "config changed; applying");
         self.provision(&config).await;
         let devices = match self.discover() {
@@ -229,7 +220,6 @@ impl Node {
 
     async fn provision(&mut self, config: &Config) {
         if config.provision.is_empty() {
-            self.provisioning.clear();
             return;
         }
         let sysfs = self.ctx.paths.sysfs.clone();
@@ -250,7 +240,6 @@ impl Node {
                         "provisioning incomplete; see the errors above and `sriov-device-plugin inventory`"
                     );
                 }
-                self.provisioning = o;
             }
             Err(e) => {
                 self.ctx.metrics.provision_run(false);
