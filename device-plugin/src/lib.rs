@@ -2,7 +2,8 @@
 //! upstream-compatible config, served to the kubelet over the device-plugin v1beta1 API.
 //!
 //! - [`cli`] — flags
-//! - [`config`], [`selectors`], [`provision`], [`resource`]: the config file and what it means
+//! - [`config`], [`selectors`], [`provision`], [`resource`]: the config file and what it means;
+//!   [`json`]: the JSON checks they share
 //! - [`route`]: the netdevs carrying the default route (never pooled)
 //! - [`pool`], [`health`]: pool membership and the live device list of each pool
 //! - [`server`], [`allocate`], [`prefer`]: the DevicePlugin service
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod inventory;
+pub mod json;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sriov_host::IndexSet;
 
-use crate::config::{as_bool, as_str, check_keys, kind};
+use crate::json::{as_bool, as_str, check_keys, kind};
 
 const PROVISION_KEYS: &[&str] = &["pf", "numVfs", "vfDrivers", "linkUp"];
 const VF_DRIVER_KEYS: &[&str] = &["vfs", "driver"];

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sriov_host::{IndexSet, PciAddress, PciDevice, PciId};
 
-use crate::config::{as_bool, check_keys, kind, str_list};
+use crate::json::{as_bool, check_keys, kind, str_list};
 
 const SELECTOR_KEYS: &[&str] = &[
     "vendors",
