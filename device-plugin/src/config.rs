@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::json::{as_bool, as_str, check_keys, kind};
-use crate::provision::{parse_provision, Provision};
+use crate::provision::parse_provision;
 use crate::resource::ResourceName;
 use crate::selectors::Selector;
 use serde_json::Value;
+use sriov_host::provision::ProvisionRequest;
 
 /// The whole config file.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +20,7 @@ pub struct Config {
     /// The pools, in file order (a device lands in the first pool that matches it).
     pub pools: Vec<PoolConfig>,
     /// VFs to create and bind before pools are built (applied by the provisioning step).
-    pub provision: Vec<Provision>,
+    pub provision: Vec<ProvisionRequest>,
 }
 
 /// What a pool hands out.

@@ -7,12 +7,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use sriov_host::netlink::Netlink;
-use sriov_host::provision::{
-    PfLink, PfRef, ProvisionReport, ProvisionRequest, Provisioner, VfDriverRule,
-};
+use sriov_host::provision::{PfLink, PfRef, ProvisionReport, ProvisionRequest, Provisioner};
 use sriov_host::Sysfs;
-
-use crate::provision::Provision;
 
 /// The PF link over rtnetlink, in the plugin's network namespace. A socket per call: these calls
 /// are rare and a failed socket must not poison later ones.
@@ -40,23 +36,6 @@ pub fn in_use_dir(devinfo_dir: &Path) -> Option<PathBuf> {
     devinfo_dir.parent().map(|p| p.join("cni"))
 }
 
-/// A `provision` entry as the provisioning library wants it.
-pub fn request(p: &Provision) -> ProvisionRequest {
-    ProvisionRequest {
-        pf: PfRef::parse(&p.pf),
-        num_vfs: p.num_vfs,
-        vf_drivers: p
-            .vf_drivers
-            .iter()
-            .map(|d| VfDriverRule {
-                vfs: d.vfs.clone(),
-                driver: d.driver.clone(),
-            })
-            .collect(),
-        link_up: p.link_up,
-    }
-}
-
 /// What applying one entry came to.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -72,7 +51,7 @@ fn provisioner<'a>(sysfs: &'a Sysfs, link: &'a dyn PfLink, devinfo_dir: &Path) -
 
 /// Apply every entry, in order. One entry failing does not stop the others; each failure is
 /// logged with the library's precise message and returned. Blocking (waits for the kernel).
-pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Vec<Outcome> {
+pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[ProvisionRequest]) -> Vec<Outcome> {
     if entries.is_empty() {
         return Vec::new();
     }
@@ -81,7 +60,7 @@ pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Ve
     entries
         .iter()
         .map(|e| {
-            let result = prov.apply(&request(e));
+            let result = prov.apply(e);
             match &result {
                 Ok(r) if r.changed() => tracing::info!(
                     pf = %e.pf,
@@ -99,7 +78,7 @@ pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Ve
                 ),
             }
             Outcome {
-                pf: e.pf.clone(),
+                pf: e.pf.to_string(),
                 result: result.map_err(|e| e.to_string()),
             }
         })
@@ -139,7 +118,7 @@ impl fmt::Display for PlanRow {
 }
 
 /// Compare each entry with what sysfs shows, without changing anything.
-pub fn plan(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Vec<PlanRow> {
+pub fn plan(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[ProvisionRequest]) -> Vec<PlanRow> {
     let link = NetlinkPfLink;
     let prov = provisioner(sysfs, &link, devinfo_dir);
     entries
@@ -148,19 +127,19 @@ pub fn plan(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Vec<Pla
         .collect()
 }
 
-fn plan_one(sysfs: &Sysfs, prov: &Provisioner, link: &dyn PfLink, e: &Provision) -> PlanRow {
+fn plan_one(sysfs: &Sysfs, prov: &Provisioner, link: &dyn PfLink, e: &ProvisionRequest) -> PlanRow {
     let mut row = PlanRow {
-        pf: e.pf.clone(),
+        pf: e.pf.to_string(),
         pci: None,
         num_vfs: None,
         total_vfs: None,
         wanted: e.num_vfs,
         problems: Vec::new(),
     };
-    let pci = match PfRef::parse(&e.pf) {
-        PfRef::Pci(a) if sysfs.exists(a) => Some(a),
+    let pci = match &e.pf {
+        PfRef::Pci(a) if sysfs.exists(*a) => Some(*a),
         PfRef::Pci(_) => None,
-        PfRef::Netdev(n) => sysfs.netdev_pci(&n).ok().flatten(),
+        PfRef::Netdev(n) => sysfs.netdev_pci(n).ok().flatten(),
     };
     let Some(pci) = pci else {
         row.problems.push("no such PF".into());
