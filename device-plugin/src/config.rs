@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::json::{as_bool, as_str, check_keys, kind};
-use crate::provision::parse_provision;
+use crate::provision_config::parse_provision;
 use crate::resource::ResourceName;
 use crate::selectors::Selector;
 use serde_json::Value;

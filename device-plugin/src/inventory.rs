@@ -10,7 +10,7 @@ use sriov_host::{PciDevice, Role, SysfsError};
 use crate::config::Config;
 use crate::context::HostPaths;
 use crate::pool::{assign, pool_of};
-use crate::provisioning::PlanRow;
+use crate::provision_apply::PlanRow;
 
 /// The config, everything discovered, and each pool's devices (in config order).
 pub struct Discovered {

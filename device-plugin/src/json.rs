@@ -1,6 +1,6 @@
 //! The hand-walked JSON of the config file: type checks whose errors say what was expected and
 //! what was found, and unknown keys reported with the closest known one. Shared by
-//! [`crate::config`], [`crate::selectors`] and [`crate::provision`].
+//! [`crate::config`], [`crate::selectors`] and [`crate::provision_config`].
 
 use serde_json::{Map, Value};
 

@@ -7,7 +7,7 @@ use sriov_device_plugin::cli::{Cli, Command};
 use sriov_device_plugin::config::Config;
 use sriov_device_plugin::context::HostPaths;
 use sriov_device_plugin::daemon::{self, DaemonError};
-use sriov_device_plugin::{inventory, provisioning};
+use sriov_device_plugin::{inventory, provision_apply};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -59,7 +59,7 @@ fn run_inventory(opts: &sriov_device_plugin::cli::Opts, json: bool) -> anyhow::R
             root: opts.sysfs_root.clone(),
             source,
         })?;
-    let plan = provisioning::plan(&paths.sysfs, &paths.devinfo_dir, &found.config.provision);
+    let plan = provision_apply::plan(&paths.sysfs, &paths.devinfo_dir, &found.config.provision);
     if json {
         let (out, unplaced) =
             inventory::to_json(&found, plan).context("cannot encode the inventory")?;

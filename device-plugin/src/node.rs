@@ -26,7 +26,7 @@ use crate::events::Event;
 use crate::health::{Checker, Links};
 use crate::lifecycle::{Failure, RunningPool};
 use crate::pool::{assign, Pool};
-use crate::provisioning;
+use crate::provision_apply;
 
 /// How long after a first PCI uevent the node is re-read, so a burst (VF creation, a rebind)
 /// is handled once.
@@ -226,7 +226,7 @@ impl Node {
         let devinfo = self.ctx.paths.devinfo_dir.clone();
         let entries = config.provision.clone();
         let out = tokio::task::spawn_blocking(move || {
-            provisioning::apply_all(&sysfs, &devinfo, &entries)
+            provision_apply::apply_all(&sysfs, &devinfo, &entries)
         })
         .await;
         match out {
