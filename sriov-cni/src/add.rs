@@ -5,6 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
+use nix::errno::Errno;
 use serde_json::Value;
 use sriov_host::netlink::{IpNet, Link, Netlink};
 use sriov_host::{netns, MacAddr, PciAddress, Sysfs};
@@ -210,12 +211,6 @@ fn ifname_taken(netns_path: &Path, ifname: &str) -> CniError {
     ))
 }
 
-/// errno: the netdev name is taken.
-const EEXIST: i32 = 17;
-
-/// errno: the VF driver refused a MAC (igb: the PF holds an admin MAC for an untrusted VF).
-const EADDRNOTAVAIL: i32 = 99;
-
 /// A unique, valid netdev name for the VF while it moves.
 pub fn temp_name(container_id: &str, ifname: &str, pci: PciAddress) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -293,7 +288,7 @@ impl Run<'_> {
         st.save(&self.env.state_dir)?;
         match pod.rename(&plink, &self.env.ifname) {
             // Created in the pod since the check: the undo takes the VF back by its ifindex.
-            Err(e) if e.errno() == Some(EEXIST) => {
+            Err(e) if e.errno() == Some(Errno::EEXIST) => {
                 return Err(ifname_taken(self.netns, &self.env.ifname))
             }
             r => r?,
@@ -352,7 +347,7 @@ impl Run<'_> {
         let Some(pfname) = st
             .pf_netdev
             .clone()
-            .filter(|_| err.errno() == Some(EADDRNOTAVAIL))
+            .filter(|_| err.errno() == Some(Errno::EADDRNOTAVAIL))
         else {
             return Err(err.into());
         };
@@ -417,7 +412,7 @@ fn add_routes(pod: &mut Netlink, link: &Link, res: &CniResult) -> Result<()> {
         });
         match pod.add_route(link, dst, gw) {
             Ok(()) => {}
-            Err(e) if e.errno() == Some(17) => {}
+            Err(e) if e.errno() == Some(Errno::EEXIST) => {}
             Err(e) => return Err(CniError::new(OPERATION_FAILED, e.to_string())),
         }
     }

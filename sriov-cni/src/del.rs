@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::path::Path;
 
+use nix::errno::Errno;
 use sriov_host::netlink::{Link, Netlink};
 use sriov_host::{netns, MacAddr, Sysfs};
 
@@ -248,7 +249,7 @@ fn rename_back(
 ) -> Result<(), sriov_host::netlink::NetlinkError> {
     match nl.rename(link, name) {
         Err(x)
-            if x.errno() == Some(17)
+            if x.errno() == Some(Errno::EEXIST)
                 && nl.altnames(link).is_ok_and(|a| a.iter().any(|n| n == name)) =>
         {
             tracing::info!(netdev = %link.name, altname = name, "dropping the netdev's own altname to take it back as its name");
@@ -348,13 +349,13 @@ fn return_from_pod(
         File::open("/proc/thread-self/ns/net").map_err(|x| format!("opening host netns: {x}"))?;
     match pod.move_to_netns(&link, &host, &orig.name) {
         Ok(()) => Ok(FromPod::Returned),
-        Err(x) if x.errno() == Some(17) && pod.link_by_index(link.index).is_err() => {
+        Err(x) if x.errno() == Some(Errno::EEXIST) && pod.link_by_index(link.index).is_err() => {
             // Moved, but the rename in the host was refused (e.g. the name is the netdev's own
             // altname): the host-side restore renames it.
             tracing::info!(error = %x, "VF netdev moved to the host; renaming it there");
             Ok(FromPod::Returned)
         }
-        Err(x) if x.errno() == Some(17) => {
+        Err(x) if x.errno() == Some(Errno::EEXIST) => {
             // The original name is taken in the host: come back under the unique name.
             let temp = st.temp_name.clone().unwrap_or_else(|| "sriovtmp".into());
             pod.move_to_netns(&link, &host, &temp).map_err(e)?;

@@ -57,8 +57,12 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<Option<String>> {
 
 fn status(env: &Env, conf: &NetConf) -> Result<()> {
     if let Some(t) = &conf.ipam_type {
-        ipam::find(&env.path, t)
-            .map_err(|e| CniError::new(50, format!("plugin not available: {}", e.msg)))?;
+        ipam::find(&env.path, t).map_err(|e| {
+            CniError::new(
+                error::PLUGIN_NOT_AVAILABLE,
+                format!("plugin not available: {}", e.msg),
+            )
+        })?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! PF-side VF settings: apply what the config asks for, restore what was recorded.
 
+use nix::errno::Errno;
 use sriov_host::netlink::{Netlink, NetlinkError, VfInfo, VlanProto};
 use sriov_host::MacAddr;
 
@@ -7,7 +8,7 @@ use crate::error::{CniError, Result, PF_SETTING};
 use crate::netconf::PfSettings;
 
 fn refused(setting: &str, pf: &str, vf: u32, e: NetlinkError) -> CniError {
-    let hint = if e.errno() == Some(95) {
+    let hint = if e.errno() == Some(Errno::EOPNOTSUPP) {
         ": the PF driver does not support this setting; remove it from the network config"
     } else {
         ""
