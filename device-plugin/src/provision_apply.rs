@@ -6,8 +6,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sriov_host::netlink::Netlink;
-use sriov_host::provision::{PfLink, PfRef, ProvisionReport, ProvisionRequest, Provisioner};
+use sriov_host::netlink::{Netlink, NetlinkError};
+use sriov_host::provision::{
+    PfLink, PfRef, ProvisionError, ProvisionReport, ProvisionRequest, Provisioner,
+};
 use sriov_host::Sysfs;
 
 /// The PF link over rtnetlink, in the plugin's network namespace. A socket per call: these calls
@@ -15,17 +17,14 @@ use sriov_host::Sysfs;
 pub struct NetlinkPfLink;
 
 impl PfLink for NetlinkPfLink {
-    fn is_up(&self, ifname: &str) -> Result<bool, String> {
-        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-        nl.link_by_name(ifname)
-            .map(|l| l.up)
-            .map_err(|e| e.to_string())
+    fn is_up(&self, ifname: &str) -> Result<bool, NetlinkError> {
+        Ok(Netlink::open()?.link_by_name(ifname)?.up)
     }
 
-    fn set_up(&self, ifname: &str) -> Result<(), String> {
-        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-        let link = nl.link_by_name(ifname).map_err(|e| e.to_string())?;
-        nl.set_up(&link).map_err(|e| e.to_string())
+    fn set_up(&self, ifname: &str) -> Result<(), NetlinkError> {
+        let mut nl = Netlink::open()?;
+        let link = nl.link_by_name(ifname)?;
+        nl.set_up(&link)
     }
 }
 
@@ -37,10 +36,12 @@ pub fn in_use_dir(devinfo_dir: &Path) -> Option<PathBuf> {
 }
 
 /// What applying one entry came to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outcome {
+    /// The entry's PF, as the config names it.
     pub pf: String,
-    pub result: Result<ProvisionReport, String>,
+    /// What the run did, or why it failed.
+    pub result: Result<ProvisionReport, ProvisionError>,
 }
 
 fn provisioner<'a>(sysfs: &'a Sysfs, link: &'a dyn PfLink, devinfo_dir: &Path) -> Provisioner<'a> {
@@ -79,7 +80,7 @@ pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[ProvisionRequest]
             }
             Outcome {
                 pf: e.pf.to_string(),
-                result: result.map_err(|e| e.to_string()),
+                result,
             }
         })
         .collect()

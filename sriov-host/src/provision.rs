@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::netlink::NetlinkError;
 use crate::pci::PciAddress;
 use crate::range::IndexSet;
 use crate::sysfs::Sysfs;
@@ -85,8 +86,10 @@ pub struct ProvisionRequest {
 
 /// The PF's link, as provisioning needs it. Implemented over rtnetlink by the daemon.
 pub trait PfLink {
-    fn is_up(&self, ifname: &str) -> Result<bool, String>;
-    fn set_up(&self, ifname: &str) -> Result<(), String>;
+    /// Whether the netdev `ifname` is administratively up.
+    fn is_up(&self, ifname: &str) -> Result<bool, NetlinkError>;
+    /// Bring the netdev `ifname` up.
+    fn set_up(&self, ifname: &str) -> Result<(), NetlinkError>;
 }
 
 /// What a run did.
@@ -316,19 +319,19 @@ impl<'a> Provisioner<'a> {
             let up = self
                 .link
                 .is_up(ifname)
-                .map_err(|reason| ProvisionError::LinkUp {
+                .map_err(|source| ProvisionError::LinkUp {
                     pf: pf(),
                     ifname: ifname.clone(),
-                    reason,
+                    source,
                 })?;
             if !up {
                 if req.link_up {
                     self.link
                         .set_up(ifname)
-                        .map_err(|reason| ProvisionError::LinkUp {
+                        .map_err(|source| ProvisionError::LinkUp {
                             pf: pf(),
                             ifname: ifname.clone(),
-                            reason,
+                            source,
                         })?;
                     info!(pf = %pci, ifname, "PF link brought up");
                     report.link_raised = true;
