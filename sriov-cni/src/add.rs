@@ -135,7 +135,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         Err(e) => {
             tracing::warn!(error = %e, "ADD failed; undoing what it changed");
             let undone = del::teardown_all(&st, env, del::Ipam::IfDone, &[], None);
-            let mut errors = undone.errors;
+            let mut errors: Vec<String> = undone.errors.iter().map(ToString::to_string).collect();
             errors.extend(undone.missing.map(|m| format!("VF netdev not found: {m}")));
             if errors.is_empty() {
                 let _ = st.remove(&env.state_dir);
@@ -185,7 +185,7 @@ fn clear_holders(env: &Env, pci: PciAddress) -> Result<()> {
             return Err(CniError::op(format!(
                 "VF {pci}: cleaning up stale attachment of container {} failed: {}",
                 s.container_id,
-                errors.join("; ")
+                del::join(&errors)
             )));
         }
         s.remove(&env.state_dir)?;

@@ -95,7 +95,7 @@ fn gc(env: &Env, conf: &NetConf) -> Result<()> {
         if e.is_empty() {
             st.remove(&env.state_dir)?;
         } else {
-            errors.extend(e);
+            errors.extend(e.iter().map(ToString::to_string));
         }
     }
     if errors.is_empty() {

@@ -4,6 +4,7 @@ use nix::errno::Errno;
 use sriov_host::netlink::{Netlink, NetlinkError, VfInfo, VlanProto};
 use sriov_host::MacAddr;
 
+use crate::del::TeardownError;
 use crate::error::{CniError, Result, PF_SETTING};
 use crate::netconf::PfSettings;
 
@@ -124,7 +125,7 @@ pub fn restore_mac(
     orig: &VfInfo,
     applied: &PfSettings,
     netdev_mac: Option<MacAddr>,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<TeardownError>,
 ) -> bool {
     if applied.mac.is_none() {
         return false;
@@ -138,10 +139,12 @@ pub fn restore_mac(
         }
     }
     if let Err(e) = nl.set_vf_mac(pf, orig.index, orig.mac) {
-        errors.push(format!(
-            "restoring VF {} admin MAC {} on {pf}: {e}",
-            orig.index, orig.mac
-        ));
+        errors.push(TeardownError::PfSetting {
+            pf: pf.to_string(),
+            vf: orig.index,
+            what: format!("admin MAC {}", orig.mac),
+            source: e,
+        });
     }
     false
 }
@@ -163,12 +166,17 @@ pub fn restore(
     pf: &str,
     orig: &VfInfo,
     applied: &PfSettings,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<TeardownError>,
 ) {
     let vf = orig.index;
     let mut note = |what: &str, r: Result<(), NetlinkError>| {
         if let Err(e) = r {
-            errors.push(format!("restoring VF {vf} {what} on {pf}: {e}"));
+            errors.push(TeardownError::PfSetting {
+                pf: pf.to_string(),
+                vf,
+                what: what.to_string(),
+                source: e,
+            });
         }
     };
     if applied.link_state.is_some() {
