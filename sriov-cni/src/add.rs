@@ -71,22 +71,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         vf.index,
     )?;
     let netdev = match &vf.netdev {
-        Some(name) => {
-            let l = nl.link_by_name(name)?;
-            if let Some(p) = l.parent.as_ref().filter(|p| !p.is_pci(pci)) {
-                return Err(CniError::op(format!(
-                    "netdev {name} listed under VF {pci} belongs to {p}: not attaching it"
-                )));
-            }
-            Some(NetdevState {
-                name: l.name,
-                mac: l.mac,
-                mtu: l.mtu,
-                up: l.up,
-                ifindex: Some(l.index),
-                parent: l.parent,
-            })
-        }
+        Some(name) => Some(netdev_state(&mut nl, name, pci)?),
         None => None,
     };
     tracing::info!(pci = %pci, pf = ?vf.pf_netdev, vf = vf.index, ?mode, "attaching VF");
@@ -132,22 +117,45 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
             st.save(&env.state_dir)?;
             Ok(CniResult::from_value(&v)?.to_value(conf.cni_version))
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "ADD failed; undoing what it changed");
-            let undone = del::teardown_all(&st, env, del::Ipam::IfDone, &[], None);
-            let mut errors: Vec<String> = undone.errors.iter().map(ToString::to_string).collect();
-            errors.extend(undone.missing.map(|m| format!("VF netdev not found: {m}")));
-            if errors.is_empty() {
-                let _ = st.remove(&env.state_dir);
-                Err(e)
-            } else {
-                for x in &errors {
-                    tracing::error!(error = %x, "undo failed");
-                }
-                Err(e.with_details(format!("undo incomplete: {}", errors.join("; "))))
-            }
-        }
+        Err(e) => Err(undo(env, &st, e)),
     }
+}
+
+/// ADD failed with `e`: undo what `st` records, through DEL's teardown. The state file goes
+/// when everything was undone; otherwise it stays for DEL, and `e` says what is left.
+fn undo(env: &Env, st: &State, e: CniError) -> CniError {
+    tracing::warn!(error = %e, "ADD failed; undoing what it changed");
+    let undone = del::teardown_all(st, env, del::Ipam::IfDone, &[], None);
+    let mut errors: Vec<String> = undone.errors.iter().map(ToString::to_string).collect();
+    errors.extend(undone.missing.map(|m| format!("VF netdev not found: {m}")));
+    if errors.is_empty() {
+        let _ = st.remove(&env.state_dir);
+        e
+    } else {
+        for x in &errors {
+            tracing::error!(error = %x, "undo failed");
+        }
+        e.with_details(format!("undo incomplete: {}", errors.join("; ")))
+    }
+}
+
+/// The VF netdev `name` as it is before ADD changes it; refused when the kernel says it belongs
+/// to another device than VF `pci`.
+fn netdev_state(nl: &mut Netlink, name: &str, pci: PciAddress) -> Result<NetdevState> {
+    let l = nl.link_by_name(name)?;
+    if let Some(p) = l.parent.as_ref().filter(|p| !p.is_pci(pci)) {
+        return Err(CniError::op(format!(
+            "netdev {name} listed under VF {pci} belongs to {p}: not attaching it"
+        )));
+    }
+    Ok(NetdevState {
+        name: l.name,
+        mac: l.mac,
+        mtu: l.mtu,
+        up: l.up,
+        ifindex: Some(l.index),
+        parent: l.parent,
+    })
 }
 
 /// Another attachment holding this VF: refuse when its netns is alive, clean it up when not.
