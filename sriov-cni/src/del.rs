@@ -13,6 +13,7 @@ use crate::error::{CniError, Result};
 use crate::netconf::NetConf;
 use crate::result::CniResult;
 use crate::state::{self, Mode, NetdevState, State, VfLock};
+use crate::vfops::VfOps;
 use crate::{ipam, pf, vf};
 
 /// When teardown runs IPAM DEL.
@@ -291,7 +292,11 @@ fn restore_netdev(
 /// Rename a VF netdev back to `name`. A netdev that came back to the host under another name
 /// (the pod netns was deleted) is given `name` by udev as an alternative name, and a name in use
 /// as an altname cannot be taken (EEXIST): when the altname is the netdev's own, drop it first.
-fn rename_back(nl: &mut Netlink, link: &Link, name: &str) -> Result<(), NetlinkError> {
+pub(crate) fn rename_back(
+    nl: &mut impl VfOps,
+    link: &Link,
+    name: &str,
+) -> Result<(), NetlinkError> {
     match nl.rename(link, name) {
         Err(x)
             if x.errno() == Some(Errno::EEXIST)

@@ -22,6 +22,7 @@ pub mod result;
 pub mod state;
 pub mod version;
 pub mod vf;
+pub mod vfops;
 
 use crate::env::{Command, Env};
 use crate::error::{CniError, Result};

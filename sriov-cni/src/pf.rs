@@ -1,12 +1,13 @@
 //! PF-side VF settings: apply what the config asks for, restore what was recorded.
 
 use nix::errno::Errno;
-use sriov_host::netlink::{Netlink, NetlinkError, VfInfo, VlanProto};
+use sriov_host::netlink::{NetlinkError, VfInfo, VlanProto};
 use sriov_host::MacAddr;
 
 use crate::del::TeardownError;
 use crate::error::{CniError, Result, PF_SETTING};
 use crate::netconf::PfSettings;
+use crate::vfops::VfOps;
 
 fn refused(setting: &str, pf: &str, vf: u32, e: NetlinkError) -> CniError {
     let hint = if e.errno() == Some(Errno::EOPNOTSUPP) {
@@ -45,7 +46,7 @@ pub fn precheck(want: &PfSettings, pf: Option<&str>, orig: Option<&VfInfo>, vf: 
 /// Apply every requested setting except the MAC (see [`apply_mac`]), recording each one that
 /// took effect in `applied` so that a failure part-way can be undone.
 pub fn apply(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     vf: u32,
     want: &PfSettings,
@@ -96,7 +97,7 @@ pub fn apply(
 /// Set the VF's admin MAC on the PF. In kernel mode this comes after the VF netdev got the same
 /// MAC: an untrusted VF cannot change its own MAC once the PF has set one.
 pub fn apply_mac(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     vf: u32,
     mac: MacAddr,
@@ -120,7 +121,7 @@ pub fn apply_mac(
 /// driver sets its MAC again, so the netdev's MAC restore must reach the driver even when the
 /// netdev already has that MAC (see [`temporary_mac`]).
 pub fn restore_mac(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     orig: &VfInfo,
     applied: &PfSettings,
@@ -162,7 +163,7 @@ pub fn temporary_mac(mac: MacAddr) -> MacAddr {
 
 /// Restore every other applied setting to its recorded value, reporting each failure.
 pub fn restore(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     orig: &VfInfo,
     applied: &PfSettings,
