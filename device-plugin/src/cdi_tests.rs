@@ -8,6 +8,7 @@ use sriov_tests::schema::{assert_valid_cdi, cdi_errors};
 
 use super::*;
 use crate::config::Config;
+use crate::context::HostPaths;
 use crate::pool::{assign, DeviceStatus, HostFacts};
 
 struct Setup {
@@ -30,6 +31,7 @@ fn setup(pool: serde_json::Value) -> Setup {
         sysfs,
         dev_root: dir.path().join("dev"),
         devinfo_dir: dir.path().join("devinfo"),
+        proc_root: dir.path().join("proc"),
     };
     for n in ["vfio/vfio", "vfio/106", "vfio/107", "vfio/114", "vfio/115"] {
         let p = paths.dev_root.join(n);

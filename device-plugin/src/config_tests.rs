@@ -189,6 +189,27 @@ fn parses_provision() {
 }
 
 #[test]
+fn provision_parses_into_the_library_request_and_driver_names_follow_its_one_rule() {
+    use sriov_host::provision::{PfRef, ProvisionRequest};
+    let c = parse(json!({"resourceList": [], "provision": [
+        {"pf": "0000:03:00.0", "numVfs": 2, "vfDrivers": [{"vfs": "0-1", "driver": "vfio-pci"}]}
+    ]}))
+    .unwrap();
+    let want: &ProvisionRequest = &c.provision[0];
+    assert_eq!(want.pf, PfRef::Pci("0000:03:00.0".parse().unwrap()));
+    // Names the library would refuse at apply time are refused when the config is parsed.
+    for bad in ["vfio pci", "a/b", ".hidden", "..", "", "drv\n"] {
+        let e = err(json!({"resourceList": [], "provision": [
+            {"pf": "x", "numVfs": 1, "vfDrivers": [{"vfs": "0", "driver": bad}]}
+        ]}));
+        assert!(
+            e.contains("provision[0].vfDrivers[0].driver") && e.contains("invalid driver name"),
+            "{bad:?}: {e}"
+        );
+    }
+}
+
+#[test]
 fn load_reports_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.json");

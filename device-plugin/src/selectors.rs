@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sriov_host::{IndexSet, PciAddress, PciDevice, PciId};
 
-use crate::config::{as_bool, kind, str_list, upstream_keys};
+use crate::json::{as_bool, kind, str_list, upstream_keys};
 
 const SELECTOR_KEYS: &[&str] = &[
     "vendors",

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use sriov_host::netlink::NetlinkError;
 use sriov_host::provision::{
     PfLink, PfRef, ProvisionError, ProvisionRequest, Provisioner, Timeouts, VfDriverRule,
 };
@@ -21,13 +22,17 @@ struct Links {
 }
 
 impl PfLink for Links {
-    fn is_up(&self, ifname: &str) -> Result<bool, String> {
+    fn is_up(&self, ifname: &str) -> Result<bool, NetlinkError> {
         Ok(*self.up.borrow().get(ifname).unwrap_or(&false))
     }
-    fn set_up(&self, ifname: &str) -> Result<(), String> {
+    fn set_up(&self, ifname: &str) -> Result<(), NetlinkError> {
         self.calls.borrow_mut().push(format!("up {ifname}"));
         if self.refuse {
-            return Err("operation not permitted".into());
+            return Err(NetlinkError::Kernel {
+                op: "set link up",
+                target: ifname.into(),
+                source: std::io::Error::from_raw_os_error(nix::errno::Errno::EPERM as i32),
+            });
         }
         self.up.borrow_mut().insert(ifname.into(), true);
         Ok(())
