@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "deviceplugin/v1beta1/api.proto",
         "pluginregistration/v1/api.proto",
+        "dra/v1/api.proto",
+        "dra/health/v1/api.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

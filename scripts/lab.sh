@@ -16,7 +16,8 @@
 #
 # Scenario headers the runner reads (comment lines anywhere in the scenario file):
 #   # lab-skip: REASON               the scenario is not runnable yet: SKIP with REASON
-#   # lab-test-bin: PACKAGE TEST     build the integration-test binary TEST of PACKAGE (release)
+#   # lab-test-bin: PACKAGE TEST     build the integration-test binary TEST of PACKAGE (release,
+#                                    with PACKAGE's "lab" feature, which lab tests require)
 #                                    and pass its path to the guest as LAB_TEST_<TEST>
 #                                    (upper case, '-' -> '_'), e.g. LAB_TEST_LAB_KUBELET
 #   # lab-timeout: SECONDS           per-scenario timeout (default 300, or --timeout)
@@ -142,9 +143,9 @@ if [ ${#runnable[@]} -gt 0 ]; then
       if [ -z "$pkg" ] || [ -z "$test" ]; then die "$(basename "$f"): bad header 'lab-test-bin: $pkg $test' (want PACKAGE TEST)"; fi
       key="LAB_TEST_$(echo "$test" | tr '[:lower:]-' '[:upper:]_')"
       [ -n "${test_bins[$key]:-}" ] && continue
-      say "cargo test --release ${cargo_target[*]} -p $pkg --test $test --no-run"
+      say "cargo test --release ${cargo_target[*]} -p $pkg --features lab --test $test --no-run"
       # json-render-diagnostics: artifacts as JSON on stdout, compiler errors readable on stderr.
-      exe=$(cd "$repo" && cargo test --release "${cargo_target[@]}" -p "$pkg" --test "$test" --no-run \
+      exe=$(cd "$repo" && cargo test --release "${cargo_target[@]}" -p "$pkg" --features lab --test "$test" --no-run \
         --message-format=json-render-diagnostics \
         | jq -r --arg t "$test" 'select(.reason == "compiler-artifact" and .executable != null
             and .target.name == $t) | .executable' | tail -n1) \

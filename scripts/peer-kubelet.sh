@@ -26,6 +26,12 @@ if [ -z "${KUBELETDM_LOG_DIR:-}" ]; then
   export KUBELETDM_LOG_DIR="$root/target/peer-kubelet-logs"
   rm -rf "$KUBELETDM_LOG_DIR"
 fi
+# TestUpstreamSideBySide runs upstream's sriovdp under the same device manager: build it into
+# the node harness's cache (up to date in a second when it is there already).
+if [ -z "${SRIOV_UPSTREAM_DP_BIN:-}" ] && [ "$(id -u)" = 0 ]; then
+  echo "== upstream sriovdp (tests/node/build.sh upstream)" >&2
+  bash tests/node/build.sh upstream
+fi
 echo "== go test (kubelet device manager v1.37.2) against $SRIOV_DP_BIN" >&2
 cd tests/kubelet-dm
 exec go test -count=1 -v "$@" ./...

@@ -5,7 +5,9 @@
   (kubernetes-validate, strict: unknown fields are errors).
 - NetworkAttachmentDefinitions (a CRD the schemas do not cover): apiVersion, kind, name,
   spec.config holding a JSON CNI config whose `sriov` fields follow docs/spec/cni.md, and a
-  resourceName annotation naming a pool of the device-plugin ConfigMap.
+  resourceName annotation naming a pool of the device-plugin ConfigMap (or, for DRA, a pod's
+  resource claim).
+- resource.k8s.io objects (deploy/dra/) against at least Kubernetes 1.34's schemas.
 - The ConfigMap's config.json: strict JSON, keys as in docs/CONTRACT.md, equal to
   config-samples/ps225.json.
 - Pods: extended resources they request and networks they attach exist.
@@ -250,7 +252,23 @@ def check_cni_config(c, w):
 # ---------------------------------------------------------------- manifests
 
 
+# resource.k8s.io/v1 (DRA, deploy/dra/) exists from Kubernetes 1.34 on: such objects are checked
+# against that version's schemas when the chosen version is older.
+DRA_MIN_VERSION = "1.34.0"
+
+
+def _version_key(v):
+    return tuple(int(x) for x in v.split("."))
+
+
+def effective_version(doc, version):
+    if str(doc.get("apiVersion", "")).startswith("resource.k8s.io/") and _version_key(version) < _version_key(DRA_MIN_VERSION):
+        return DRA_MIN_VERSION
+    return version
+
+
 def check_k8s(doc, version):
+    version = effective_version(doc, version)
     try:
         kubernetes_validate.validate(doc, version, strict=True)
     except kubernetes_validate.ValidationError as e:
@@ -260,7 +278,7 @@ def check_k8s(doc, version):
         raise Fail(f"{doc.get('kind')}: no schema for Kubernetes {version}: {e}") from None
 
 
-def check_nad(doc, pools):
+def check_nad(doc, pools, claims=frozenset()):
     w = f"NetworkAttachmentDefinition/{doc.get('metadata', {}).get('name')}"
     if doc.get("apiVersion") != "k8s.cni.cncf.io/v1":
         raise Fail(f"{w}: apiVersion must be k8s.cni.cncf.io/v1")
@@ -280,7 +298,8 @@ def check_nad(doc, pools):
     if "sriov" in types:
         if not res:
             raise Fail(f"{w}: a sriov attachment needs the k8s.v1.cni.cncf.io/resourceName annotation")
-        if pools is not None and res not in pools:
+        # With DRA the annotation names a pod's resource claim instead of a pool.
+        if pools is not None and res not in pools and res not in claims:
             raise Fail(f"{w}: resourceName {res} is not a pool of the ConfigMap (pools: {', '.join(sorted(pools))})")
     return name
 
@@ -408,6 +427,16 @@ def main():
                 if isinstance(d, dict) and d.get("kind") == "NetworkAttachmentDefinition":
                     nad_names.add(d.get("metadata", {}).get("name"))
 
+    # Pod-level resource claim names (spec.resourceClaims[].name): what a DRA attachment's
+    # resourceName annotation names.
+    claim_names = set()
+    for f, ds in docs.items():
+        if isinstance(ds, list):
+            for d in ds:
+                if isinstance(d, dict) and d.get("kind") == "Pod":
+                    for c in (d.get("spec") or {}).get("resourceClaims") or []:
+                        claim_names.add(c.get("name"))
+
     def check_yaml_file(f):
         ds = docs[f]
         if isinstance(ds, yaml.YAMLError):
@@ -423,7 +452,7 @@ def main():
                 notes.append(f"{kind} (built below)")
                 continue
             if kind == "NetworkAttachmentDefinition":
-                check_nad(d, pools)
+                check_nad(d, pools, claim_names)
                 notes.append(f"NetworkAttachmentDefinition/{d['metadata']['name']} (CRD checks)")
                 continue
             check_k8s(d, version)
@@ -451,7 +480,7 @@ def main():
                     for n in (x.strip().split("@")[0].split("/")[-1] for x in nets.split(",")):
                         if n not in nad_names:
                             raise Fail(f"Pod/{name}: network {n} has no NetworkAttachmentDefinition under deploy/")
-            notes.append(f"{kind}/{name} [k8s {version} strict]")
+            notes.append(f"{kind}/{name} [k8s {effective_version(d, version)} strict]")
         return ", ".join(notes)
 
     for f in yaml_files:

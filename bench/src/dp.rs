@@ -3,12 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
+use sriov_tests::daemon::{Bed, Plugin};
 use sriov_tests::fakesys::{fast_tmp, scale_tree, FakeSysfs};
 use sriov_tests::kubelet::TestKubelet;
 
@@ -18,110 +18,72 @@ use crate::Settings;
 
 pub const PREFIX: &str = "example.com";
 
-/// A fake node for the daemon: sysfs tree, config, directories (on tmpfs, like /var/run).
-pub struct DpBed {
-    pub sys: FakeSysfs,
-    pub tmp: tempfile::TempDir,
-}
+/// A fake node for the daemon (the shared harness of `sriov_tests::daemon`), on tmpfs like
+/// /var/run, with the daemon logging at info as in production.
+pub struct DpBed(pub Bed);
 
 impl DpBed {
     pub fn new(sys: FakeSysfs, config: &Value) -> Result<DpBed> {
         let tmp = tempfile::Builder::new()
             .prefix("dpbench")
             .tempdir_in(fast_tmp())?;
-        let bed = DpBed { sys, tmp };
-        fs::create_dir_all(bed.dp_dir())?;
-        fs::create_dir_all(bed.path("dev"))?;
-        bed.write_config(config)?;
-        Ok(bed)
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join(rel)
+        Ok(DpBed(Bed::in_dir(sys, tmp, config).with_log_filter("info")))
     }
 
     pub fn dp_dir(&self) -> PathBuf {
-        self.path("device-plugins")
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.path("config.json")
+        self.0.dp_dir()
     }
 
     /// Replace the config the way a ConfigMap update does: write aside, rename into place.
     pub fn write_config(&self, v: &Value) -> Result<()> {
-        let tmp = self.path(".config.json.new");
-        fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
-        fs::rename(&tmp, self.config())?;
-        Ok(())
+        Ok(self.0.replace_config(v)?)
     }
 
-    /// Start the daemon (`netns`: inside that network namespace). Logs go to `plugin.log`.
+    /// Start the daemon `bin` (`netns`: inside that network namespace) in kubelet registration
+    /// mode. Logs go to `plugin.log`.
     pub fn spawn(&self, bin: &str, netns: Option<&Path>) -> Result<DpProcess> {
-        let p = |rel: &str| self.path(rel).display().to_string();
-        let log = fs::File::create(self.path("plugin.log"))?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["--config", &p("config.json")])
-            .args(["--sysfs-root", &self.sys.root().display().to_string()])
-            .args(["--dev-root", &p("dev")])
-            .args(["--device-plugins-dir", &p("device-plugins")])
-            .args(["--plugins-registry-dir", &p("plugins_registry")])
-            .args(["--devinfo-dir", &p("devinfo")])
-            .args(["--registration", "kubelet"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let started = Instant::now();
-        let child = match netns {
-            None => cmd.spawn()?,
-            Some(ns) => sriov_host::netns::run_in(ns, || cmd.spawn())??,
-        };
-        Ok(DpProcess {
-            child,
-            started,
-            log: self.path("plugin.log"),
-        })
+        let cmd = self.0.command(Path::new(bin), "kubelet");
+        let plugin = self
+            .0
+            .try_start(cmd, netns)
+            .with_context(|| format!("starting {bin}"))?;
+        Ok(DpProcess(plugin))
     }
 }
 
 /// A running daemon, killed on drop.
-pub struct DpProcess {
-    child: Child,
-    pub started: Instant,
-    log: PathBuf,
-}
+pub struct DpProcess(Plugin);
 
 impl DpProcess {
+    /// When the process was spawned.
+    pub fn started(&self) -> Instant {
+        self.0.started
+    }
+
+    /// A daemon started some other way.
+    pub fn new(plugin: Plugin) -> DpProcess {
+        DpProcess(plugin)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.pid().unsigned_abs()
+    }
+
     /// VmRSS in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
-        let s = fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| anyhow!("no VmRSS for pid {}", self.child.id()))
+        Ok(self.0.try_rss_kib()?)
     }
 
     pub fn log_tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.0.log_tail(20)
     }
 
     /// Fail with the log when the process has exited.
     pub fn check_alive(&mut self) -> Result<()> {
-        if let Some(st) = self.child.try_wait()? {
+        if let Some(st) = self.0.exited() {
             return Err(anyhow!("device plugin exited ({st}):\n{}", self.log_tail()));
         }
         Ok(())
-    }
-}
-
-impl Drop for DpProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -223,7 +185,7 @@ pub async fn scale(s: &Settings) -> Result<Section> {
             let last = wait_all_listed(&kubelet, POOLS, per_pool, s.timeout)
                 .await
                 .map_err(|e| e.context(plugin.log_tail()))?;
-            starts.push(last.duration_since(plugin.started));
+            starts.push(last.duration_since(plugin.started()));
             plugin.check_alive()?;
             if i + 1 == s.dp_starts {
                 tokio::time::sleep(s.settle).await;
@@ -266,9 +228,8 @@ pub async fn scale(s: &Settings) -> Result<Section> {
         ]);
     }
     sec.note(
-        "Reference: upstream sriov-network-device-plugin is not run by this harness. Its work is of \
-         the same kind: sysfs reads per device at start, one gRPC server per pool, one device-info \
-         file written per allocated device.",
+        "Reference: upstream sriov-network-device-plugin is measured side by side with this plugin \
+         by `bench/peers-dp.sh` (docs/peers.md).",
     );
     sec.note(
         "Allocate writes the NPWG device-info file for the device (on tmpfs here, as /var/run is on a \
@@ -278,7 +239,7 @@ pub async fn scale(s: &Settings) -> Result<Section> {
 }
 
 /// `callers` tasks each making `calls` Allocate calls; returns per-call latencies and wall time.
-async fn allocate_load(
+pub async fn allocate_load(
     k: &Arc<TestKubelet>,
     pools: u32,
     per_pool: usize,

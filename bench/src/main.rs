@@ -10,6 +10,7 @@
 
 mod cni;
 mod dp;
+mod peers_dp;
 mod react;
 mod report;
 mod stats;
@@ -148,7 +149,9 @@ fn main() -> Result<()> {
             bail!("{what}: {b} does not exist (cargo build --release, or set {what})");
         }
     }
-    let out = out.or_else(|| (!quick).then(|| PathBuf::from("docs/benchmarks.md")));
+    // The peers sections write docs/peers.md themselves.
+    let ours_only = s.sections.iter().any(|x| !x.starts_with("peers"));
+    let out = out.or_else(|| (!quick && ours_only).then(|| PathBuf::from("docs/benchmarks.md")));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -164,9 +167,17 @@ fn main() -> Result<()> {
             "dp" => rt.block_on(dp::scale(&s))?,
             "react" => rt.block_on(react::reactions(&s))?,
             "conc" => cni::concurrency(&s)?,
-            other => bail!("BENCH_SECTIONS: unknown section {other:?} (cni, dp, react, conc)"),
+            "peers-dp" => rt.block_on(peers_dp::side_by_side(&s))?,
+            other => {
+                bail!("BENCH_SECTIONS: unknown section {other:?} (cni, dp, react, conc, peers-dp)")
+            }
         };
         print!("{}", sec.text());
+        if name == "peers-dp" && !quick {
+            let path = std::path::Path::new("docs/peers.md");
+            peers_dp::write_report(path, &machine, &sec)?;
+            println!("\nreport written to {}", path.display());
+        }
         sections.push(sec);
     }
     if let Some(path) = out {

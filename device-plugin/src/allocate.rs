@@ -8,19 +8,10 @@ use kubelet_proto::v1beta1::{ContainerAllocateResponse, DeviceSpec};
 use serde_json::{json, Map, Value};
 use sriov_host::devinfo::{write_device_info, DeviceInfo, PciInfo};
 use sriov_host::pci::PciAddressError;
-use sriov_host::{PciAddress, Sysfs, SysfsError};
+use sriov_host::{PciAddress, SysfsError};
 
+use crate::context::HostPaths;
 use crate::pool::Pool;
-
-/// Where host state lives; every path is overridable so the plugin runs against a fake tree.
-#[derive(Debug, Clone)]
-pub struct HostPaths {
-    pub sysfs: Sysfs,
-    /// Where device nodes are looked up (`/dev` on a node).
-    pub dev_root: PathBuf,
-    /// Where device-info files are written.
-    pub devinfo_dir: PathBuf,
-}
 
 /// The real device directory: paths handed to the kubelet always name it.
 const DEV: &str = "/dev";

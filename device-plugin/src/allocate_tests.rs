@@ -6,6 +6,7 @@ use sriov_tests::fakesys::ps225_two_pfs;
 
 use super::*;
 use crate::config::Config;
+use crate::context::HostPaths;
 use crate::pool::{assign, HostFacts};
 
 struct Setup {
@@ -40,6 +41,7 @@ fn setup_with(
         sysfs,
         dev_root: dir.path().join("dev"),
         devinfo_dir: dir.path().join("devinfo"),
+        proc_root: dir.path().join("proc"),
     };
     Setup {
         _f: f,

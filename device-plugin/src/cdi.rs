@@ -22,12 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::{json, Value};
-use sriov_host::devinfo::write_atomic;
+use sriov_host::fsio::write_atomic;
 use sriov_host::PciAddress;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocate::{DeviceNodes, HostPaths};
+use crate::allocate::DeviceNodes;
+use crate::context::HostPaths;
 use crate::pool::{Pool, PoolCell};
 use crate::resource::ResourceName;
 

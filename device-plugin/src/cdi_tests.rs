@@ -8,6 +8,7 @@ use sriov_tests::schema::{assert_valid_cdi, cdi_errors};
 
 use super::*;
 use crate::config::Config;
+use crate::context::HostPaths;
 use crate::pool::{assign, DeviceStatus, HostFacts};
 
 struct Setup {
@@ -30,6 +31,7 @@ fn setup(pool: serde_json::Value) -> Setup {
         sysfs,
         dev_root: dir.path().join("dev"),
         devinfo_dir: dir.path().join("devinfo"),
+        proc_root: dir.path().join("proc"),
     };
     for n in ["vfio/vfio", "vfio/106", "vfio/107", "vfio/114", "vfio/115"] {
         let p = paths.dev_root.join(n);
@@ -179,11 +181,10 @@ fn sync_writes_follows_changes_and_removes_an_empty_pools_spec() {
         || -> serde_json::Value { serde_json::from_slice(&fs::read(&path).unwrap()).unwrap() };
     assert_valid_cdi(&read());
     assert_eq!(read()["devices"].as_array().unwrap().len(), 4);
-    // Unchanged: not rewritten.
-    let m0 = fs::metadata(&path).unwrap().modified().unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    // Unchanged: not rewritten (a write replaces the file: a new inode).
+    let i0 = inode(&path);
     cdi.sync(&s.pool, &s.paths).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), m0);
+    assert_eq!(inode(&path), i0);
     // The pool's list shrinks: the spec follows.
     let mut list = s.pool.current();
     list.retain(|d| d.id.to_string() != "0000:03:10.7");
@@ -244,9 +245,7 @@ fn apply_rewrites_the_spec_only_when_an_allocated_devices_nodes_changed() {
     let cdi = Cdi::new(&s.dir.path().join("cdi"));
     cdi.sync(&s.pool, &s.paths).unwrap();
     let path = cdi.spec_path(&s.pool.config.resource);
-    let mtime = || fs::metadata(&path).unwrap().modified().unwrap();
-    let m0 = mtime();
-    std::thread::sleep(Duration::from_millis(20));
+    let i0 = inode(&path);
     let id = "0000:03:10.6";
     let alloc = |cdi: &Cdi| {
         let mut r = crate::allocate::allocate(&s.pool, &s.paths, &[id.into()]).unwrap();
@@ -254,7 +253,7 @@ fn apply_rewrites_the_spec_only_when_an_allocated_devices_nodes_changed() {
         assert_eq!(r.cdi_devices.len(), 1);
     };
     alloc(&cdi);
-    assert_eq!(mtime(), m0, "up to date: not rewritten by Allocate");
+    assert_eq!(inode(&path), i0, "up to date: not rewritten by Allocate");
 
     // The VF is now in IOMMU group 200 (e.g. rebound after a hot-plug): Allocate rewrites.
     let link = s._f.dev_dir(id).join("iommu_group");
@@ -263,6 +262,7 @@ fn apply_rewrites_the_spec_only_when_an_allocated_devices_nodes_changed() {
     std::os::unix::fs::symlink("../../../kernel/iommu_groups/200", &link).unwrap();
     fs::write(s.paths.dev_root.join("vfio/200"), "").unwrap();
     alloc(&cdi);
+    assert_ne!(inode(&path), i0, "rewritten: a new file in place");
     let spec: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     assert_eq!(
         spec["devices"][0]["containerEdits"]["deviceNodes"][1]["path"],
@@ -378,4 +378,12 @@ async fn the_sync_task_follows_a_snapshot_swapped_by_a_reload() {
     stop.cancel();
     task.await.unwrap();
     assert!(!path.exists());
+}
+
+/// The file's inode: specs are written aside and renamed into place, so a rewrite, even within
+/// the same clock tick, gives the path a new inode (the old one is still held by the path while
+/// the new file is created).
+fn inode(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).unwrap().ino()
 }

@@ -7,10 +7,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::provision::{parse_provision, Provision};
+use crate::json::{as_bool, as_str, kind, upstream_keys};
+use crate::provision_config::parse_provision;
 use crate::resource::ResourceName;
 use crate::selectors::Selector;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use sriov_host::provision::ProvisionRequest;
 
 /// The whole config file.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +20,7 @@ pub struct Config {
     /// The pools, in file order (a device lands in the first pool that matches it).
     pub pools: Vec<PoolConfig>,
     /// VFs to create and bind before pools are built (applied by the provisioning step).
-    pub provision: Vec<Provision>,
+    pub provision: Vec<ProvisionRequest>,
 }
 
 /// What a pool hands out.
@@ -122,6 +124,10 @@ const POOL_KEYS: &[&str] = &[
     "allocationPolicy",
 ];
 
+/// Fields of upstream's in-memory pool struct that its own marshalled configs carry
+/// (`"SelectorObj": null` in its per-node config example) and that it discards on read.
+const POOL_IGNORED: &[&str] = &["SelectorObj", "SelectorObjs"];
+
 /// The largest config file read; anything larger is refused unread.
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -203,7 +209,7 @@ impl Config {
         let obj = v
             .as_object()
             .ok_or_else(|| top("config", format!("expected an object, got {}", kind(v))))?;
-        check_keys(obj, TOP_KEYS).map_err(|(k, p)| top(&k, p))?;
+        let obj = &upstream_keys(obj, TOP_KEYS, &[]).map_err(|(k, p)| top(&k, p))?;
         let list = obj
             .get("resourceList")
             .ok_or_else(|| top("resourceList", "missing: expected a list of pools".into()))?
@@ -253,7 +259,7 @@ fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, C
             format!("expected an object, got {}", kind(v)),
         )
     })?;
-    check_keys(obj, POOL_KEYS).map_err(|(k, p)| err(&k, p))?;
+    let obj = &upstream_keys(obj, POOL_KEYS, POOL_IGNORED).map_err(|(k, p)| err(&k, p))?;
     let name = match obj.get("resourceName") {
         None => {
             return Err(err(
@@ -386,82 +392,6 @@ fn parse_additional_info(
         }
     }
     Ok(out)
-}
-
-/// Reject keys outside `known`, suggesting the closest known one.
-pub(crate) fn check_keys(obj: &Map<String, Value>, known: &[&str]) -> Result<(), (String, String)> {
-    for k in obj.keys() {
-        if !known.contains(&k.as_str()) {
-            let problem = match closest(k, known) {
-                Some(s) => format!("unknown key (did you mean {s:?}?)"),
-                None => format!("unknown key (known keys: {})", known.join(", ")),
-            };
-            return Err((k.clone(), problem));
-        }
-    }
-    Ok(())
-}
-
-/// The known key nearest to `k` by edit distance (case-insensitive), when it is close enough to
-/// be a plausible typo.
-fn closest<'a>(k: &str, known: &[&'a str]) -> Option<&'a str> {
-    let lk = k.to_ascii_lowercase();
-    known
-        .iter()
-        .map(|c| (edit_distance(&lk, &c.to_ascii_lowercase()), *c))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-pub(crate) fn kind(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
-
-pub(crate) fn as_str(v: &Value) -> Result<&str, String> {
-    v.as_str()
-        .ok_or_else(|| format!("expected a string, got {}", kind(v)))
-}
-
-pub(crate) fn as_bool(v: &Value) -> Result<bool, String> {
-    v.as_bool()
-        .ok_or_else(|| format!("expected true or false, got {}", kind(v)))
-}
-
-/// A list of strings; a single string is accepted as a one-element list.
-pub(crate) fn str_list(v: &Value) -> Result<Vec<&str>, String> {
-    match v {
-        Value::String(s) => Ok(vec![s.as_str()]),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| {
-                x.as_str()
-                    .ok_or_else(|| format!("expected a list of strings, found {}", kind(x)))
-            })
-            .collect(),
-        other => Err(format!("expected a list of strings, got {}", kind(other))),
-    }
 }
 
 #[cfg(test)]

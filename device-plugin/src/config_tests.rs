@@ -69,7 +69,7 @@ fn unknown_keys_suggest_the_closest_known_one() {
     );
     let e = err(json!({"resourceList": [{"resourceName": "p", "selector": {}}]}));
     assert!(e.contains("did you mean \"selectors\""), "{e}");
-    let e = err(json!({"resourcelist": []}));
+    let e = err(json!({"resourceLists": []}));
     assert!(e.contains("did you mean \"resourceList\""), "{e}");
     let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": {"zzzzzzzzzzzz": 1}}]}));
     assert!(e.contains("known keys: vendors"), "{e}");
@@ -189,6 +189,27 @@ fn parses_provision() {
 }
 
 #[test]
+fn provision_parses_into_the_library_request_and_driver_names_follow_its_one_rule() {
+    use sriov_host::provision::{PfRef, ProvisionRequest};
+    let c = parse(json!({"resourceList": [], "provision": [
+        {"pf": "0000:03:00.0", "numVfs": 2, "vfDrivers": [{"vfs": "0-1", "driver": "vfio-pci"}]}
+    ]}))
+    .unwrap();
+    let want: &ProvisionRequest = &c.provision[0];
+    assert_eq!(want.pf, PfRef::Pci("0000:03:00.0".parse().unwrap()));
+    // Names the library would refuse at apply time are refused when the config is parsed.
+    for bad in ["vfio pci", "a/b", ".hidden", "..", "", "drv\n"] {
+        let e = err(json!({"resourceList": [], "provision": [
+            {"pf": "x", "numVfs": 1, "vfDrivers": [{"vfs": "0", "driver": bad}]}
+        ]}));
+        assert!(
+            e.contains("provision[0].vfDrivers[0].driver") && e.contains("invalid driver name"),
+            "{bad:?}: {e}"
+        );
+    }
+}
+
+#[test]
 fn load_reports_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.json");
@@ -261,4 +282,37 @@ fn read_config_takes_regular_files_up_to_the_limit_only() {
         Config::load(&fifo, "intel.com"),
         Err(ConfigError::NotRegular { .. })
     ));
+}
+
+/// Upstream's docs/config-file example, as upstream's Go structs marshal it: `IsRdma` and
+/// `NeedVhostNet` capitalised, `SelectorObj: null`. Go's decoder matches keys in any case.
+#[test]
+fn upstream_marshalled_spellings_load() {
+    let c = parse(json!({"resourceList": [{"resourceName": "sriovnics",
+        "selectors": {"pfNames": ["ens785f0#0-4", "ens785f1#0-9"], "IsRdma": true,
+                      "NeedVhostNet": false},
+        "SelectorObj": null}]}))
+    .unwrap();
+    let s = &c.pools[0].selectors[0];
+    assert!(s.is_rdma);
+    assert_eq!(s.pf_names.len(), 2);
+    let c = parse(
+        json!({"ResourceList": [{"ResourceName": "p", "RESOURCEPREFIX": "x.io",
+        "Selectors": [{"Drivers": ["iavf"]}], "SelectorObjs": [{"drivers": ["ice"]}]}]}),
+    )
+    .unwrap();
+    assert_eq!(c.pools[0].resource.to_string(), "x.io/p");
+    assert_eq!(c.pools[0].selectors[0].drivers, vec!["iavf"]);
+}
+
+#[test]
+fn one_key_in_two_cases_is_refused() {
+    let e = err(json!({"resourceList": [{"resourceName": "p",
+        "selectors": {"isRdma": true, "IsRdma": false}}]}));
+    assert!(e.contains("given twice") && e.contains("\"isRdma\""), "{e}");
+    let e = err(
+        json!({"resourceList": [{"resourceName": "p", "ResourceName": "q",
+        "selectors": {}}]}),
+    );
+    assert!(e.contains("given twice"), "{e}");
 }

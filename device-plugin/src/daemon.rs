@@ -1,22 +1,20 @@
 //! The daemon: config, event sources, then the node (provisioning, pools, one server per pool,
-//! health and reload: [`crate::reload`]) until SIGTERM/SIGINT.
+//! health and reload: [`crate::node`]) until SIGTERM/SIGINT.
 
 use std::sync::Arc;
 
-use sriov_host::discovery::discover;
-use sriov_host::{PciDevice, Sysfs, SysfsError};
+use sriov_host::SysfsError;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocate::HostPaths;
+use crate::cdi::Cdi;
 use crate::cli::{Opts, RegistrationMode};
 use crate::config::{Config, ConfigError};
+use crate::context::{HostPaths, NodeContext, Registration};
 use crate::events;
-use crate::metrics;
-use crate::pool::{assign, HostFacts};
-use crate::reload::Node;
-use crate::route::default_route_netdevs;
+use crate::metrics::{self, Metrics};
+use crate::node::Node;
 use crate::socket::{ensure_dir, SocketError};
 use crate::watch::{watch_dir, WatchError};
 
@@ -75,33 +73,6 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// The config, everything discovered, and each pool's devices (in config order).
-pub struct Discovered {
-    pub config: Config,
-    pub devices: Vec<PciDevice>,
-    pub pools: Vec<Vec<PciDevice>>,
-}
-
-/// Read the config, discover devices and assign them to pools.
-pub fn discover_pools(opts: &Opts) -> Result<Discovered, DaemonError> {
-    let config = Config::load(&opts.config, &opts.resource_prefix)?;
-    let sysfs = Sysfs::new(&opts.sysfs_root);
-    let devices = discover(&sysfs).map_err(|source| DaemonError::Discovery {
-        root: opts.sysfs_root.clone(),
-        source,
-    })?;
-    let facts = HostFacts {
-        excluded_netdevs: default_route_netdevs(std::path::Path::new("/proc/net")),
-        vhost_net_available: opts.dev_root.join("vhost-net").exists(),
-    };
-    let pools = assign(&sysfs, &devices, &config, &facts);
-    Ok(Discovered {
-        config,
-        devices,
-        pools,
-    })
-}
-
 /// Run until SIGTERM or SIGINT; the sockets are removed on the way out.
 pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
@@ -121,48 +92,25 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     // Kept until the end: the channel stays open even when every source failed to start.
     let _keep_open = tx;
     let config = Config::load(&opts.config, &opts.resource_prefix)?;
-    let paths = Arc::new(HostPaths {
-        sysfs: Sysfs::new(&opts.sysfs_root),
-        dev_root: opts.dev_root.clone(),
-        devinfo_dir: opts.devinfo_dir.clone(),
-    });
-
-    let mode = match opts.registration {
-        RegistrationMode::Auto if opts.plugins_registry_dir.is_dir() => RegistrationMode::Watcher,
-        RegistrationMode::Auto => RegistrationMode::Kubelet,
-        m => m,
-    };
-    tracing::info!(mode = ?mode, "registration mode");
-    let dir_events = match mode {
-        RegistrationMode::Watcher => {
-            ensure_dir(&opts.plugins_registry_dir)?;
-            None
-        }
-        _ => {
-            ensure_dir(&opts.device_plugins_dir)?;
-            Some(watch_dir(&opts.device_plugins_dir)?)
-        }
+    let ctx = NodeContext {
+        paths: Arc::new(HostPaths::from_opts(&opts)),
+        config_path: opts.config.clone(),
+        resource_prefix: opts.resource_prefix.clone(),
+        registration: registration(&opts)?,
+        cdi: opts.cdi.then(|| Arc::new(Cdi::new(&opts.cdi_dir))),
+        metrics: Arc::new(Metrics::new()),
     };
     let stop = CancellationToken::new();
     if let Some(addr) = opts.metrics_addr {
-        metrics::serve(metrics::global(), addr, stop.clone())
+        metrics::serve(ctx.metrics.clone(), addr, stop.clone())
             .await
             .map_err(|source| DaemonError::Metrics { addr, source })?;
     }
     let (fail_tx, mut failures) = mpsc::unbounded_channel();
     let root = opts.sysfs_root.clone();
-    let (mut node, pending) = Node::start(
-        opts,
-        mode,
-        dir_events,
-        paths,
-        stop.clone(),
-        config,
-        &mut events,
-        fail_tx,
-    )
-    .await
-    .map_err(|source| DaemonError::Discovery { root, source })?;
+    let (mut node, pending) = Node::start(ctx, stop.clone(), config, &mut events, fail_tx)
+        .await
+        .map_err(|source| DaemonError::Discovery { root, source })?;
 
     let mut failure = None;
     tokio::select! {
@@ -180,4 +128,30 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Resolve `--registration` (auto: watcher when the plugins registry exists) and prepare its
+/// directory; kubelet mode watches the device-plugins directory from here on.
+fn registration(opts: &Opts) -> Result<Registration, DaemonError> {
+    let mode = match opts.registration {
+        RegistrationMode::Auto if opts.plugins_registry_dir.is_dir() => RegistrationMode::Watcher,
+        RegistrationMode::Auto => RegistrationMode::Kubelet,
+        m => m,
+    };
+    tracing::info!(mode = ?mode, "registration mode");
+    Ok(match mode {
+        RegistrationMode::Watcher => {
+            ensure_dir(&opts.plugins_registry_dir)?;
+            Registration::Watcher {
+                registry_dir: opts.plugins_registry_dir.clone(),
+            }
+        }
+        _ => {
+            ensure_dir(&opts.device_plugins_dir)?;
+            Registration::Kubelet {
+                dir: opts.device_plugins_dir.clone(),
+                events: watch_dir(&opts.device_plugins_dir)?,
+            }
+        }
+    })
 }

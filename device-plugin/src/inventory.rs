@@ -3,12 +3,35 @@
 use std::fmt::Write;
 
 use serde::Serialize;
+use sriov_host::discovery::discover;
 use sriov_host::pci::{device_name, vendor_name};
-use sriov_host::{PciDevice, Role};
+use sriov_host::{PciDevice, Role, SysfsError};
 
-use crate::daemon::Discovered;
-use crate::pool::pool_of;
-use crate::provisioning::PlanRow;
+use crate::config::Config;
+use crate::context::HostPaths;
+use crate::pool::{assign, pool_of};
+use crate::provision_apply::PlanRow;
+
+/// The config, everything discovered, and each pool's devices (in config order).
+pub struct Discovered {
+    /// The config the pools come from.
+    pub config: Config,
+    /// Every device found.
+    pub devices: Vec<PciDevice>,
+    /// Each pool's devices, in config order.
+    pub pools: Vec<Vec<PciDevice>>,
+}
+
+/// Discover the devices under `paths` and assign them to the pools of `config`.
+pub fn discover_pools(config: Config, paths: &HostPaths) -> Result<Discovered, SysfsError> {
+    let devices = discover(&paths.sysfs)?;
+    let pools = assign(&paths.sysfs, &devices, &config, &paths.facts());
+    Ok(Discovered {
+        config,
+        devices,
+        pools,
+    })
+}
 
 /// One inventory row.
 #[derive(Debug, Serialize)]

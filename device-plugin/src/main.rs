@@ -4,8 +4,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use sriov_device_plugin::cli::{Cli, Command};
+use sriov_device_plugin::config::Config;
+use sriov_device_plugin::context::HostPaths;
 use sriov_device_plugin::daemon::{self, DaemonError};
-use sriov_device_plugin::{inventory, provisioning};
+use sriov_device_plugin::{inventory, provision_apply};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -50,12 +52,14 @@ fn run_daemon(opts: sriov_device_plugin::cli::Opts) -> anyhow::Result<()> {
 }
 
 fn run_inventory(opts: &sriov_device_plugin::cli::Opts, json: bool) -> anyhow::Result<()> {
-    let found = daemon::discover_pools(opts)?;
-    let plan = provisioning::plan(
-        &sriov_host::Sysfs::new(&opts.sysfs_root),
-        &opts.devinfo_dir,
-        &found.config.provision,
-    );
+    let config = Config::load(&opts.config, &opts.resource_prefix).map_err(DaemonError::from)?;
+    let paths = HostPaths::from_opts(opts);
+    let found =
+        inventory::discover_pools(config, &paths).map_err(|source| DaemonError::Discovery {
+            root: opts.sysfs_root.clone(),
+            source,
+        })?;
+    let plan = provision_apply::plan(&paths.sysfs, &paths.devinfo_dir, &found.config.provision);
     if json {
         let (out, unplaced) =
             inventory::to_json(&found, plan).context("cannot encode the inventory")?;

@@ -1,8 +1,8 @@
 //! Prometheus metrics and the `--metrics-addr` listener (`/metrics`, `/healthz`).
 //!
-//! The metrics live in one process-wide [`Metrics`] ([`global`]); the free functions below
-//! ([`allocation`], [`registration`], [`provision_run`], [`config_reload`], [`set_pf_vfs`], ...)
-//! are what the rest of the daemon calls, wherever it is. Nothing listens on TCP unless
+//! The daemon builds one [`Metrics`] and hands it down in the node context
+//! ([`crate::context::NodeContext`]); the pool servers count allocations and registrations on
+//! it, the node counts reloads and provisioning runs. Nothing listens on TCP unless
 //! `--metrics-addr` is given.
 //!
 //! | metric | type | labels | meaning |
@@ -21,7 +21,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -87,7 +87,6 @@ pub struct Metrics {
     config_reload_failures: Counter,
     config_last_ok: Gauge,
     registrations: Family<RegistrationLabels, Counter>,
-    last_config_error: Mutex<Option<String>>,
 }
 
 impl Default for Metrics {
@@ -111,7 +110,6 @@ impl Metrics {
             config_reload_failures: Counter::default(),
             config_last_ok: Gauge::default(),
             registrations: Family::default(),
-            last_config_error: Mutex::new(None),
             registry: Registry::default(),
         };
         registry.register(
@@ -204,6 +202,7 @@ impl Metrics {
         }
     }
 
+    /// Count one container allocation of `resource` (`ok`: answered, else refused).
     pub fn allocation(&self, resource: &str, ok: bool) {
         let l = ResourceLabels {
             resource: resource.to_string(),
@@ -215,6 +214,7 @@ impl Metrics {
         }
     }
 
+    /// Set a PF's current and supported VF counts.
     pub fn set_pf_vfs(&self, pf: &str, num_vfs: u32, total_vfs: u32) {
         let l = PfLabels { pf: pf.to_string() };
         self.pf_num_vfs.get_or_create(&l).set(i64::from(num_vfs));
@@ -223,6 +223,7 @@ impl Metrics {
             .set(i64::from(total_vfs));
     }
 
+    /// Count one provisioning run.
     pub fn provision_run(&self, ok: bool) {
         self.provision_runs.inc();
         if !ok {
@@ -230,31 +231,25 @@ impl Metrics {
         }
     }
 
-    pub fn config_reload(&self, ok: bool, err: Option<&str>) {
+    /// Count one config reload (`ok`: applied, else refused).
+    pub fn config_reload(&self, ok: bool) {
         self.config_reloads.inc();
         self.config_last_ok.set(i64::from(ok));
         if !ok {
             self.config_reload_failures.inc();
         }
-        let mut last = self
-            .last_config_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *last = if ok {
-            None
-        } else {
-            Some(err.unwrap_or("invalid config").to_string())
-        };
     }
 
-    /// The error of the last config reload, when it was refused.
-    pub fn last_config_error(&self) -> Option<String> {
-        self.last_config_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Record the VF counts of every PF among `devices` (after discovery or provisioning).
+    pub fn record_pfs(&self, devices: &[PciDevice]) {
+        for d in devices {
+            if let Role::Pf { total_vfs, num_vfs } = d.role {
+                self.set_pf_vfs(&d.address.to_string(), num_vfs, total_vfs);
+            }
+        }
     }
 
+    /// Count one registration of `resource` with the kubelet (`mode`: `kubelet` or `watcher`).
     pub fn registration(&self, resource: &str, mode: &str) {
         self.registrations
             .get_or_create(&RegistrationLabels {
@@ -265,55 +260,10 @@ impl Metrics {
     }
 }
 
-/// The daemon's metrics.
-pub fn global() -> &'static Metrics {
-    static M: OnceLock<Metrics> = OnceLock::new();
-    M.get_or_init(Metrics::new)
-}
-
-/// Count one container allocation of `resource` (`ok`: answered, else refused).
-pub fn allocation(resource: &str, ok: bool) {
-    global().allocation(resource, ok);
-}
-
-/// Count one registration of `resource` with the kubelet (`mode`: `kubelet` or `watcher`).
-pub fn registration(resource: &str, mode: &str) {
-    global().registration(resource, mode);
-}
-
-/// Count one provisioning run.
-pub fn provision_run(ok: bool) {
-    global().provision_run(ok);
-}
-
-/// Count one config reload; `err` (when refused) is kept for [`last_config_error`].
-pub fn config_reload(ok: bool, err: Option<&str>) {
-    global().config_reload(ok, err);
-}
-
-/// The error of the last refused config reload (`None` after one that was applied).
-pub fn last_config_error() -> Option<String> {
-    global().last_config_error()
-}
-
-/// Set a PF's current and supported VF counts.
-pub fn set_pf_vfs(pf: &str, num_vfs: u32, total_vfs: u32) {
-    global().set_pf_vfs(pf, num_vfs, total_vfs);
-}
-
-/// Record the VF counts of every PF among `devices` (after discovery or provisioning).
-pub fn record_pfs(devices: &[PciDevice]) {
-    for d in devices {
-        if let Role::Pf { total_vfs, num_vfs } = d.role {
-            set_pf_vfs(&d.address.to_string(), num_vfs, total_vfs);
-        }
-    }
-}
-
 /// Follow a pool's device list into `sriov_dp_devices` until `stop` or until the pool is
 /// dropped; its gauges are removed then.
 pub fn spawn_pool_watch(
-    metrics: &'static Metrics,
+    metrics: Arc<Metrics>,
     pool: &Arc<Pool>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
@@ -344,7 +294,7 @@ pub fn spawn_pool_watch(
 /// need) nor lock out a health probe. A client gets [`HEADER_TIMEOUT`] to send each request's
 /// headers, an idle keep-alive connection as long.
 pub async fn serve(
-    metrics: &'static Metrics,
+    metrics: Arc<Metrics>,
     addr: SocketAddr,
     stop: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
@@ -367,15 +317,17 @@ pub async fn serve(
             };
             let (id, closed) = lock(&open).admit(&stop);
             let open = open.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(
                         TokioIo::new(stream),
-                        service_fn(
-                            move |req| async move { Ok::<_, Infallible>(handle(metrics, &req)) },
-                        ),
+                        service_fn(move |req| {
+                            let metrics = metrics.clone();
+                            async move { Ok::<_, Infallible>(handle(&metrics, &req)) }
+                        }),
                     );
                 tokio::select! {
                     r = conn => if let Err(e) = r {

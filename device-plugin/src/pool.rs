@@ -9,7 +9,7 @@ use sriov_host::{PciAddress, PciDevice, Role, Sysfs};
 use tokio::sync::watch;
 
 use crate::config::{Config, DeviceType, PoolConfig};
-use crate::health::{self, Health};
+use crate::health::Health;
 use crate::route::netdev_pci_device;
 use crate::selectors::Candidate;
 
@@ -83,11 +83,6 @@ impl Pool {
                 true
             }
         })
-    }
-
-    /// Re-check every device's health and publish the result. Returns true on a change.
-    pub fn refresh_health(&self, sysfs: &Sysfs) -> bool {
-        self.refresh(|d| health::check(sysfs, d))
     }
 
     /// The same pool (same ListAndWatch channel, so open streams follow it) with a new config

@@ -77,11 +77,11 @@ fn publishes_only_changes_and_reports_a_rebound_vf_unhealthy() {
         pool.current().iter().all(|s| s.numa.is_none()),
         "excludeTopology"
     );
-    assert!(!pool.refresh_health(&sys));
+    assert!(!pool.refresh(|d| crate::health::check(&sys, d)));
     assert!(!rx.has_changed().unwrap());
     f.bind("0000:03:10.7", None);
     f.remove("0000:04:10.6");
-    assert!(pool.refresh_health(&sys));
+    assert!(pool.refresh(|d| crate::health::check(&sys, d)));
     assert!(rx.has_changed().unwrap());
     let bad: Vec<String> = pool
         .current()

@@ -71,10 +71,8 @@ pub async fn run_kubelet_mode(
     mut events: broadcast::Receiver<DirEvent>,
     stop: CancellationToken,
 ) -> Result<(), SocketError> {
-    let resource = svc.pool.get().config.resource.to_string();
-    let sock_name = svc.pool.get().config.resource.socket_name();
-    let sock = dir.join(&sock_name);
-    let kubelet = dir.join(KUBELET_SOCKET);
+    let mut reg = KubeletRegistration::new(&svc, &dir);
+    let sock = reg.sock.clone();
     let serve = |svc: &PluginService| {
         let mut svc = svc.clone();
         svc.stop = stop.child_token();
@@ -82,16 +80,9 @@ pub async fn run_kubelet_mode(
         socket::serve(&sock, Routes::new(device_plugin_server(svc)), token)
     };
     let mut serving = serve(&svc)?;
-    tracing::info!(pool = %resource, socket = %sock.display(), "serving");
-    // When to try Register next (None: wait for kubelet.sock to appear), and the next delay.
-    let mut next_try: Option<Instant> = Some(Instant::now());
-    let mut delay = REGISTER_RETRY_FIRST;
-    let mut waiting_logged = false;
-    // Which kubelet.sock we registered with since our socket was last (re-)created: a creation
-    // event for that same file must not register twice.
-    let mut registered_with: Option<FileId> = None;
-    let mut taken_over_logged = false;
+    tracing::info!(pool = %reg.resource, socket = %reg.sock.display(), "serving");
     loop {
+        let next_try = reg.next_try;
         let wake = async {
             match next_try {
                 Some(t) => sleep_until(t).await,
@@ -101,86 +92,151 @@ pub async fn run_kubelet_mode(
         tokio::select! {
             _ = stop.cancelled() => {
                 serving.shutdown().await;
-                tracing::info!(pool = %resource, "stopped");
+                tracing::info!(pool = %reg.resource, "stopped");
                 return Ok(());
             }
-            _ = wake => {
-                next_try = None;
-                if !kubelet.exists() {
-                    if !waiting_logged {
-                        tracing::info!(pool = %resource, kubelet = %kubelet.display(), "waiting for the kubelet");
-                        waiting_logged = true;
-                    }
-                    continue;
-                }
-                let target = FileId::of(&kubelet);
-                match register(&kubelet, &sock_name, &resource).await {
-                    Ok(()) => {
-                        registered_with = target;
-                        tracing::info!(pool = %resource, endpoint = %sock_name, "registered with the kubelet");
-                        crate::metrics::registration(&resource.to_string(), "kubelet");
-                        delay = REGISTER_RETRY_FIRST;
-                        waiting_logged = false;
-                    }
-                    Err(e) => {
-                        if delay >= Duration::from_millis(500) {
-                            tracing::warn!(pool = %resource, error = %e, retry_in = ?delay, "registration failed");
-                        } else {
-                            tracing::debug!(pool = %resource, error = %e, retry_in = ?delay, "registration failed");
-                        }
-                        next_try = Some(Instant::now() + delay);
-                        delay = (delay * 2).min(REGISTER_RETRY_MAX);
-                    }
-                }
-            }
+            _ = wake => reg.try_register(&svc).await,
             ev = events.recv() => {
                 let ev = match ev {
                     Ok(ev) => ev,
                     Err(broadcast::error::RecvError::Lagged(_)) => DirEvent::Overflow,
                     Err(broadcast::error::RecvError::Closed) => {
-                        tracing::error!(pool = %resource, "directory watch ended; kubelet restarts will go unnoticed");
+                        tracing::error!(pool = %reg.resource, "directory watch ended; kubelet restarts will go unnoticed");
                         // Keep serving; only the stop token ends this task now.
                         stop.cancelled().await;
                         serving.shutdown().await;
                         return Ok(());
                     }
                 };
-                // Our socket is gone when its file (by identity) is no longer at the path: a
-                // removal event for the name may be our own unlink of a stale file.
-                let ours_gone = match &ev {
-                    DirEvent::Removed(n) => *n == sock_name && !serving.is_in_place(),
-                    DirEvent::Overflow => !serving.is_in_place(),
-                    DirEvent::Created(_) => false,
-                };
-                let kubelet_new = match &ev {
-                    DirEvent::Created(n) => n == KUBELET_SOCKET,
-                    DirEvent::Overflow => true,
-                    DirEvent::Removed(_) => false,
-                };
-                if ours_gone && std::fs::symlink_metadata(&sock).is_ok() {
-                    // Another file took the path (another instance of the plugin starting, say):
-                    // taking it back would make the two fight for ever.
-                    if !taken_over_logged {
-                        tracing::warn!(pool = %resource, socket = %sock.display(), "another process replaced our socket; leaving it alone (is a second plugin running on this node?)");
-                        taken_over_logged = true;
-                    }
-                } else if ours_gone {
-                    tracing::info!(pool = %resource, socket = %sock.display(), "socket removed (kubelet restart?): serving again");
+                if reg.socket_lost(&ev, serving.is_in_place()) {
+                    tracing::info!(pool = %reg.resource, socket = %reg.sock.display(), "socket removed (kubelet restart?): serving again");
                     let old = std::mem::replace(&mut serving, serve(&svc)?);
                     // The old server's file is gone already; only its task has to end.
                     old.stop_without_removing();
-                    registered_with = None;
-                    next_try = Some(Instant::now());
-                    delay = REGISTER_RETRY_FIRST;
+                    reg.served_again();
                 }
-                if kubelet_new && registered_with.is_some() && FileId::of(&kubelet) == registered_with {
-                    tracing::debug!(pool = %resource, "already registered with this kubelet socket");
-                } else if kubelet_new {
-                    tracing::info!(pool = %resource, "kubelet socket appeared: registering");
-                    next_try = Some(Instant::now());
-                    delay = REGISTER_RETRY_FIRST;
-                }
+                reg.kubelet_event(&ev);
             }
+        }
+    }
+}
+
+/// Where one pool stands with the kubelet in kubelet mode, between events.
+struct KubeletRegistration {
+    resource: String,
+    sock_name: String,
+    /// Our socket.
+    sock: PathBuf,
+    /// The kubelet's registration socket.
+    kubelet: PathBuf,
+    /// When to try `Register` next (`None`: wait for `kubelet.sock` to appear).
+    next_try: Option<Instant>,
+    /// The delay after the next failed try.
+    delay: Duration,
+    waiting_logged: bool,
+    /// Which `kubelet.sock` we registered with since our socket was last (re-)created: a
+    /// creation event for that same file must not register twice.
+    registered_with: Option<FileId>,
+    taken_over_logged: bool,
+}
+
+impl KubeletRegistration {
+    fn new(svc: &PluginService, dir: &Path) -> Self {
+        let config = &svc.pool.get().config;
+        let sock_name = config.resource.socket_name();
+        KubeletRegistration {
+            resource: config.resource.to_string(),
+            sock: dir.join(&sock_name),
+            sock_name,
+            kubelet: dir.join(KUBELET_SOCKET),
+            next_try: Some(Instant::now()),
+            delay: REGISTER_RETRY_FIRST,
+            waiting_logged: false,
+            registered_with: None,
+            taken_over_logged: false,
+        }
+    }
+
+    /// Try `Register` now.
+    fn retry_now(&mut self) {
+        self.next_try = Some(Instant::now());
+        self.delay = REGISTER_RETRY_FIRST;
+    }
+
+    /// The time to try came: register when `kubelet.sock` exists, else wait for it to appear;
+    /// a failure is retried with back-off.
+    async fn try_register(&mut self, svc: &PluginService) {
+        self.next_try = None;
+        if !self.kubelet.exists() {
+            if !self.waiting_logged {
+                tracing::info!(pool = %self.resource, kubelet = %self.kubelet.display(), "waiting for the kubelet");
+                self.waiting_logged = true;
+            }
+            return;
+        }
+        let target = FileId::of(&self.kubelet);
+        match register(&self.kubelet, &self.sock_name, &self.resource).await {
+            Ok(()) => {
+                self.registered_with = target;
+                tracing::info!(pool = %self.resource, endpoint = %self.sock_name, "registered with the kubelet");
+                svc.metrics.registration(&self.resource, "kubelet");
+                self.delay = REGISTER_RETRY_FIRST;
+                self.waiting_logged = false;
+            }
+            Err(e) => {
+                if self.delay >= Duration::from_millis(500) {
+                    tracing::warn!(pool = %self.resource, error = %e, retry_in = ?self.delay, "registration failed");
+                } else {
+                    tracing::debug!(pool = %self.resource, error = %e, retry_in = ?self.delay, "registration failed");
+                }
+                self.next_try = Some(Instant::now() + self.delay);
+                self.delay = (self.delay * 2).min(REGISTER_RETRY_MAX);
+            }
+        }
+    }
+
+    /// Whether `ev` means our socket is gone and must be served again. It is gone when its file
+    /// (by identity, `in_place`) is no longer at the path: a removal event for the name may be
+    /// our own unlink of a stale file. Another file at the path (another instance of the plugin
+    /// starting, say) is left alone: taking it back would make the two fight for ever.
+    fn socket_lost(&mut self, ev: &DirEvent, in_place: bool) -> bool {
+        let gone = match ev {
+            DirEvent::Removed(n) => *n == self.sock_name && !in_place,
+            DirEvent::Overflow => !in_place,
+            DirEvent::Created(_) => false,
+        };
+        if gone && std::fs::symlink_metadata(&self.sock).is_ok() {
+            if !self.taken_over_logged {
+                tracing::warn!(pool = %self.resource, socket = %self.sock.display(), "another process replaced our socket; leaving it alone (is a second plugin running on this node?)");
+                self.taken_over_logged = true;
+            }
+            return false;
+        }
+        gone
+    }
+
+    /// Our socket was created again: register again.
+    fn served_again(&mut self) {
+        self.registered_with = None;
+        self.retry_now();
+    }
+
+    /// A new `kubelet.sock` (the kubelet restarted) means registering again, unless it is the
+    /// one we registered with.
+    fn kubelet_event(&mut self, ev: &DirEvent) {
+        let kubelet_new = match ev {
+            DirEvent::Created(n) => n == KUBELET_SOCKET,
+            DirEvent::Overflow => true,
+            DirEvent::Removed(_) => false,
+        };
+        if !kubelet_new {
+            return;
+        }
+        if self.registered_with.is_some() && FileId::of(&self.kubelet) == self.registered_with {
+            tracing::debug!(pool = %self.resource, "already registered with this kubelet socket");
+        } else {
+            tracing::info!(pool = %self.resource, "kubelet socket appeared: registering");
+            self.retry_now();
         }
     }
 }
@@ -245,7 +301,7 @@ pub async fn run_watcher_mode(
                     let Some(st) = st else { continue };
                     if st.plugin_registered {
                         tracing::info!(pool = %resource, "registered through the plugin watcher");
-                        crate::metrics::registration(&resource.to_string(), "watcher");
+                        svc.metrics.registration(&resource, "watcher");
                         backoff = WATCHER_BACKOFF_FIRST;
                         continue;
                     }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sriov_host::{IndexSet, PciAddress, PciDevice, PciId};
 
-use crate::config::{as_bool, check_keys, kind, str_list};
+use crate::json::{as_bool, kind, str_list, upstream_keys};
 
 const SELECTOR_KEYS: &[&str] = &[
     "vendors",
@@ -20,7 +20,7 @@ const SELECTOR_KEYS: &[&str] = &[
 ];
 
 /// Upstream selector keys this plugin does not implement: refused by name rather than as unknown.
-const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["ddpProfiles", "vdpaType", "auxTypes"];
+const UNSUPPORTED_UPSTREAM_KEYS: &[&str] = &["ddpProfiles", "vdpaType", "auxTypes", "pKeys"];
 
 /// A PF reference with an optional VF index set: `ens1f0#0-3,6`, `0000:03:00.0#0-3`.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,17 +82,18 @@ impl Selector {
                 format!("expected an object, got {}", kind(v)),
             )
         })?;
-        if let Some(k) = obj
-            .keys()
-            .find(|k| UNSUPPORTED_UPSTREAM_KEYS.contains(&k.as_str()))
-        {
+        if let Some(k) = obj.keys().find(|k| {
+            UNSUPPORTED_UPSTREAM_KEYS
+                .iter()
+                .any(|u| u.eq_ignore_ascii_case(k))
+        }) {
             return Err((
                 k.clone(),
                 "upstream selector not supported here; remove it (ignoring it would widen the pool)"
                     .into(),
             ));
         }
-        check_keys(obj, SELECTOR_KEYS)?;
+        let obj = &upstream_keys(obj, SELECTOR_KEYS, &[])?;
         let mut s = Selector::default();
         for (key, val) in obj {
             let e = |p: String| (key.clone(), p);

@@ -96,3 +96,12 @@ fn unsupported_upstream_keys_are_refused_by_name() {
     assert_eq!(k, "ddpProfiles");
     assert!(p.contains("not supported"), "{p}");
 }
+
+#[test]
+fn unsupported_upstream_keys_are_refused_in_any_case() {
+    for key in ["DDPProfiles", "pKeys", "VdpaType", "auxtypes"] {
+        let (k, p) = Selector::parse(&json!({ key: ["x"] })).unwrap_err();
+        assert_eq!(k, key);
+        assert!(p.contains("not supported"), "{p}");
+    }
+}

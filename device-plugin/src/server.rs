@@ -16,9 +16,10 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::allocate::{allocate_checked, validate_request, AllocateError, HostPaths};
+use crate::allocate::{allocate_checked, validate_request, AllocateError};
 use crate::cdi::Cdi;
-use crate::metrics;
+use crate::context::HostPaths;
+use crate::metrics::Metrics;
 use crate::pool::{DeviceStatus, PoolCell};
 use crate::prefer::{preferred, Inventory};
 
@@ -40,6 +41,8 @@ pub struct PluginService {
     pub stop: CancellationToken,
     /// With `--cdi`: Allocate answers with CDI names.
     pub cdi: Option<Arc<Cdi>>,
+    /// Where allocations (and registrations) are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The largest request message a pool accepts (tonic's default is 4 MiB): room for some 60,000
@@ -172,7 +175,7 @@ impl DevicePlugin for PluginService {
         // (there may be thousands), the error names the one at fault.
         let refused = |e: AllocateError| {
             tracing::warn!(pool = %resource, containers = containers.len(), error = %e, "allocate refused");
-            metrics::allocation(&resource, false);
+            self.metrics.allocation(&resource, false);
             let msg = e.to_string();
             if e.is_invalid_argument() {
                 Status::invalid_argument(msg)
@@ -207,7 +210,7 @@ impl DevicePlugin for PluginService {
             Ok(container_responses) => {
                 for (c, r) in containers.iter().zip(&container_responses) {
                     tracing::info!(pool = %resource, devices = ?c, cdi = !r.cdi_devices.is_empty(), "allocated");
-                    metrics::allocation(&resource, true);
+                    self.metrics.allocation(&resource, true);
                 }
                 Ok(Response::new(AllocateResponse {
                     container_responses,

@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use inotify::{EventMask, Inotify, WatchMask};
+use sriov_host::filewatch::{self, DirChange};
 use tokio::sync::broadcast;
-use tokio_stream::StreamExt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirEvent {
@@ -27,50 +26,23 @@ pub struct WatchError {
 /// Start watching `dir`; subscribe to the returned sender for events. The watch is in place when
 /// this returns, so nothing that happens afterwards is missed.
 pub fn watch_dir(dir: &Path) -> Result<broadcast::Sender<DirEvent>, WatchError> {
-    let err = |source| WatchError {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let inotify = Inotify::init().map_err(err)?;
-    inotify
-        .watches()
-        .add(
-            dir,
-            WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVED_FROM | WatchMask::MOVED_TO,
-        )
-        .map_err(err)?;
-    let mut stream = inotify.into_event_stream([0u8; 4096]).map_err(err)?;
     let (tx, _) = broadcast::channel(256);
     let sender = tx.clone();
     let d = dir.to_path_buf();
-    tokio::spawn(async move {
-        while let Some(ev) = stream.next().await {
-            let ev = match ev {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::error!(dir = %d.display(), error = %e, "inotify failed; kubelet restarts will go unnoticed");
-                    return;
-                }
-            };
-            let name = ev.name.map(|n| n.to_string_lossy().into_owned());
-            let out = if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                Some(DirEvent::Overflow)
-            } else if ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-                name.map(DirEvent::Created)
-            } else if ev
-                .mask
-                .intersects(EventMask::DELETE | EventMask::MOVED_FROM)
-            {
-                name.map(DirEvent::Removed)
-            } else {
-                None
-            };
-            if let Some(e) = out {
-                tracing::debug!(dir = %d.display(), event = ?e, "directory event");
-                // No receivers only means nobody listens right now.
-                let _ = sender.send(e);
-            }
-        }
-    });
+    filewatch::watch_dir(dir, move |change| {
+        let e = match change {
+            DirChange::Created(n) => DirEvent::Created(n.to_string_lossy().into_owned()),
+            DirChange::Removed(n) => DirEvent::Removed(n.to_string_lossy().into_owned()),
+            DirChange::Overflow => DirEvent::Overflow,
+        };
+        tracing::debug!(dir = %d.display(), event = ?e, "directory event");
+        // No receivers only means nobody listens right now.
+        let _ = sender.send(e);
+        true
+    })
+    .map_err(|source| WatchError {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     Ok(tx)
 }

@@ -409,8 +409,15 @@ async fn re_registers_after_a_kubelet_restart() {
     }
     assert!(plugin.log().contains("serving again"));
     // One registration per kubelet start: the socket removal and the new kubelet.sock are one event
-    // for the kubelet, not two.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // for the kubelet, not two. Wait until every pool has handled kubelet.sock's creation of
+    // both restarts and every registration it started has completed.
+    for res in [NETDEV, DPDK] {
+        let deadline = Instant::now() + T;
+        while !registrations_settled(&plugin.log(), res, 2) {
+            assert!(Instant::now() < deadline, "{res}:\n{}", plugin.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     for res in [NETDEV, DPDK] {
         let n = kubelet
             .registrations()
@@ -419,6 +426,30 @@ async fn re_registers_after_a_kubelet_restart() {
             .count();
         assert_eq!(n, 3, "{res}");
     }
+}
+
+/// Whether `pool`'s log shows `restarts` kubelet.sock creations handled ("already registered" or
+/// "registering") and no registration started ("registering", "serving again") but not done.
+fn registrations_settled(log: &str, pool: &str, restarts: usize) -> bool {
+    let field = format!("pool={pool}");
+    let mut handled = 0;
+    let mut pending = false;
+    for l in log
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == field))
+    {
+        if l.contains("already registered with this kubelet socket") {
+            handled += 1;
+        } else if l.contains("kubelet socket appeared: registering") {
+            handled += 1;
+            pending = true;
+        } else if l.contains("serving again") {
+            pending = true;
+        } else if l.contains("registered with the kubelet") {
+            pending = false;
+        }
+    }
+    handled >= restarts && !pending
 }
 
 #[tokio::test]

@@ -160,11 +160,22 @@ async fn a_vf_whose_netdev_leaves_the_host_stays_pooled_and_healthy() {
     assert_eq!(devs.len(), 8, "{devs:?}");
     let vf0 = devs.iter().find(|d| d.id == "0000:03:10.0").unwrap();
     assert_eq!(vf0.health, "Healthy");
-    // The netdev coming back (pod deleted) changes nothing either.
+    // The pod's deletion (its veth ends go, a link event in the host namespace) changes
+    // nothing either. The plugin handles link events in order: once pf1 going down (next in
+    // the same stream) has reached the kubelet, the deletion was seen, and it must have sent
+    // nothing of its own.
+    let updates = kubelet.resource(VFS).unwrap().updates;
     nb.delete_pod(&pod);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let devs = kubelet.resource(VFS).unwrap().devices.unwrap();
-    assert!(all(&devs, "0000:0", "Healthy"), "{devs:?}");
+    let (devs, _) = change(&nb, &kubelet, &["link", "set", "pf1", "down"], |d| {
+        all(d, "0000:04", "Unhealthy")
+    })
+    .await;
+    assert!(all(&devs, "0000:03", "Healthy"), "{devs:?}");
+    assert_eq!(
+        kubelet.resource(VFS).unwrap().updates,
+        updates + 1,
+        "one update, for pf1; none for the pod's links"
+    );
     let regs = kubelet.registrations();
     assert_eq!(
         regs.iter()

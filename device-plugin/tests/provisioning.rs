@@ -102,6 +102,7 @@ async fn creates_and_binds_vfs_then_a_second_start_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(ids(&net), ["0000:03:10.0", "0000:03:10.1"]);
+    kernel.settle();
     assert_eq!(
         kernel.log()[before..],
         [] as [String; 0],
@@ -169,6 +170,7 @@ async fn creates_and_binds_vfs_then_a_second_start_changes_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    kernel.settle();
     assert!(
         !kernel.log()[before..]
             .iter()

@@ -132,7 +132,8 @@ async fn an_invalid_config_is_logged_and_ignored_and_a_changed_pool_readvertises
     assert_eq!(st.devices.unwrap().len(), 12, "same devices");
     assert_eq!(st.updates, updates, "nothing re-sent");
     std::fs::write(bed.config(), b"{ not json").unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    plugin.wait_log_count("invalid config ignored", 2, T).await;
+    assert!(plugin.alive());
     assert_eq!(kubelet.resource(NETDEV).unwrap().updates, updates);
 
     // A device that leaves a pool loses its device-info file.

@@ -3,6 +3,8 @@
 //! - [`v1beta1`]: the device-plugin API (`Registration` served by the kubelet, `DevicePlugin`
 //!   served by a plugin)
 //! - [`pluginregistration`]: the plugin-watcher registration API
+//! - [`dra`]: the Dynamic Resource Allocation plugin API v1 (`DRAPlugin`, served by a DRA driver)
+//! - [`dra_health`]: the DRA device-health API v1 (`DRAResourceHealth`, served by a DRA driver)
 //!
 //! plus [`connect_uds`], a client channel over a unix socket.
 
@@ -14,6 +16,20 @@ pub mod v1beta1 {
 
 pub mod pluginregistration {
     tonic::include_proto!("pluginregistration");
+}
+
+/// The kubelet's DRA plugin API v1 (package `k8s.io.kubelet.pkg.apis.dra.v1`).
+pub mod dra {
+    tonic::include_proto!("k8s.io.kubelet.pkg.apis.dra.v1");
+    /// What a DRA driver lists in `PluginInfo.supported_versions` for this service.
+    pub const SERVICE: &str = "v1.DRAPlugin";
+}
+
+/// The kubelet's DRA device-health API v1 (package `v1`).
+pub mod dra_health {
+    tonic::include_proto!("v1");
+    /// What a DRA driver lists in `PluginInfo.supported_versions` for this service.
+    pub const SERVICE: &str = "v1.DRAResourceHealth";
 }
 
 pub mod authority;

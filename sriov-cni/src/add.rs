@@ -5,6 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
+use nix::errno::Errno;
 use serde_json::Value;
 use sriov_host::netlink::{IpNet, Link, Netlink};
 use sriov_host::{netns, MacAddr, PciAddress, Sysfs};
@@ -70,22 +71,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         vf.index,
     )?;
     let netdev = match &vf.netdev {
-        Some(name) => {
-            let l = nl.link_by_name(name)?;
-            if let Some(p) = l.parent.as_ref().filter(|p| !p.is_pci(pci)) {
-                return Err(CniError::op(format!(
-                    "netdev {name} listed under VF {pci} belongs to {p}: not attaching it"
-                )));
-            }
-            Some(NetdevState {
-                name: l.name,
-                mac: l.mac,
-                mtu: l.mtu,
-                up: l.up,
-                ifindex: Some(l.index),
-                parent: l.parent,
-            })
-        }
+        Some(name) => Some(netdev_state(&mut nl, name, pci)?),
         None => None,
     };
     tracing::info!(pci = %pci, pf = ?vf.pf_netdev, vf = vf.index, ?mode, "attaching VF");
@@ -131,22 +117,45 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
             st.save(&env.state_dir)?;
             Ok(CniResult::from_value(&v)?.to_value(conf.cni_version))
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "ADD failed; undoing what it changed");
-            let undone = del::teardown_all(&st, env, del::Ipam::IfDone, &[], None);
-            let mut errors = undone.errors;
-            errors.extend(undone.missing.map(|m| format!("VF netdev not found: {m}")));
-            if errors.is_empty() {
-                let _ = st.remove(&env.state_dir);
-                Err(e)
-            } else {
-                for x in &errors {
-                    tracing::error!(error = %x, "undo failed");
-                }
-                Err(e.with_details(format!("undo incomplete: {}", errors.join("; "))))
-            }
-        }
+        Err(e) => Err(undo(env, &st, e)),
     }
+}
+
+/// ADD failed with `e`: undo what `st` records, through DEL's teardown. The state file goes
+/// when everything was undone; otherwise it stays for DEL, and `e` says what is left.
+fn undo(env: &Env, st: &State, e: CniError) -> CniError {
+    tracing::warn!(error = %e, "ADD failed; undoing what it changed");
+    let undone = del::teardown_all(st, env, del::Ipam::IfDone, &[], None);
+    let mut errors: Vec<String> = undone.errors.iter().map(ToString::to_string).collect();
+    errors.extend(undone.missing.map(|m| format!("VF netdev not found: {m}")));
+    if errors.is_empty() {
+        let _ = st.remove(&env.state_dir);
+        e
+    } else {
+        for x in &errors {
+            tracing::error!(error = %x, "undo failed");
+        }
+        e.with_details(format!("undo incomplete: {}", errors.join("; ")))
+    }
+}
+
+/// The VF netdev `name` as it is before ADD changes it; refused when the kernel says it belongs
+/// to another device than VF `pci`.
+fn netdev_state(nl: &mut Netlink, name: &str, pci: PciAddress) -> Result<NetdevState> {
+    let l = nl.link_by_name(name)?;
+    if let Some(p) = l.parent.as_ref().filter(|p| !p.is_pci(pci)) {
+        return Err(CniError::op(format!(
+            "netdev {name} listed under VF {pci} belongs to {p}: not attaching it"
+        )));
+    }
+    Ok(NetdevState {
+        name: l.name,
+        mac: l.mac,
+        mtu: l.mtu,
+        up: l.up,
+        ifindex: Some(l.index),
+        parent: l.parent,
+    })
 }
 
 /// Another attachment holding this VF: refuse when its netns is alive, clean it up when not.
@@ -184,7 +193,7 @@ fn clear_holders(env: &Env, pci: PciAddress) -> Result<()> {
             return Err(CniError::op(format!(
                 "VF {pci}: cleaning up stale attachment of container {} failed: {}",
                 s.container_id,
-                errors.join("; ")
+                del::join(&errors)
             )));
         }
         s.remove(&env.state_dir)?;
@@ -209,12 +218,6 @@ fn ifname_taken(netns_path: &Path, ifname: &str) -> CniError {
         netns_path.display()
     ))
 }
-
-/// errno: the netdev name is taken.
-const EEXIST: i32 = 17;
-
-/// errno: the VF driver refused a MAC (igb: the PF holds an admin MAC for an untrusted VF).
-const EADDRNOTAVAIL: i32 = 99;
 
 /// A unique, valid netdev name for the VF while it moves.
 pub fn temp_name(container_id: &str, ifname: &str, pci: PciAddress) -> String {
@@ -293,7 +296,7 @@ impl Run<'_> {
         st.save(&self.env.state_dir)?;
         match pod.rename(&plink, &self.env.ifname) {
             // Created in the pod since the check: the undo takes the VF back by its ifindex.
-            Err(e) if e.errno() == Some(EEXIST) => {
+            Err(e) if e.errno() == Some(Errno::EEXIST) => {
                 return Err(ifname_taken(self.netns, &self.env.ifname))
             }
             r => r?,
@@ -352,7 +355,7 @@ impl Run<'_> {
         let Some(pfname) = st
             .pf_netdev
             .clone()
-            .filter(|_| err.errno() == Some(EADDRNOTAVAIL))
+            .filter(|_| err.errno() == Some(Errno::EADDRNOTAVAIL))
         else {
             return Err(err.into());
         };
@@ -417,7 +420,7 @@ fn add_routes(pod: &mut Netlink, link: &Link, res: &CniResult) -> Result<()> {
         });
         match pod.add_route(link, dst, gw) {
             Ok(()) => {}
-            Err(e) if e.errno() == Some(17) => {}
+            Err(e) if e.errno() == Some(Errno::EEXIST) => {}
             Err(e) => return Err(CniError::new(OPERATION_FAILED, e.to_string())),
         }
     }

@@ -4,7 +4,8 @@
 use std::fs::File;
 use std::path::Path;
 
-use sriov_host::netlink::{Link, Netlink};
+use nix::errno::Errno;
+use sriov_host::netlink::{Link, Netlink, NetlinkError};
 use sriov_host::{netns, MacAddr, Sysfs};
 
 use crate::env::Env;
@@ -12,6 +13,7 @@ use crate::error::{CniError, Result};
 use crate::netconf::NetConf;
 use crate::result::CniResult;
 use crate::state::{self, Mode, NetdevState, State, VfLock};
+use crate::vfops::VfOps;
 use crate::{ipam, pf, vf};
 
 /// When teardown runs IPAM DEL.
@@ -57,7 +59,7 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
                 return Err(CniError::op(format!(
                     "releasing VF {}: {}",
                     st.device_id,
-                    errors.join("; ")
+                    join(&errors)
                 )));
             }
             let _ = std::fs::remove_file(&file);
@@ -85,7 +87,7 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
         return Err(CniError::op(format!(
             "releasing VF {}: {}",
             st.device_id,
-            undone.errors.join("; ")
+            join(&undone.errors)
         )));
     }
     if let Some(what) = undone.missing {
@@ -120,18 +122,67 @@ fn result_mac(prev: Option<&serde_json::Value>, ifname: &str) -> Option<MacAddr>
         .find_map(|i| i.mac.as_deref()?.parse().ok())
 }
 
+/// One thing a teardown could not restore.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    /// The IPAM plugin's DEL failed.
+    #[error("{0}")]
+    Ipam(CniError),
+    /// A netlink call failed: opening a socket, or a change to the VF netdev in the host or the
+    /// pod (the error keeps the operation, the link and the errno).
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// The host's network namespace could not be opened to bring the netdev back.
+    #[error("opening host netns: {0}")]
+    HostNetns(std::io::Error),
+    /// The netdev came back to the host, but under a temporary name.
+    #[error("VF netdev returned to the host as {temp}: its original name {name} is taken")]
+    NameTaken {
+        /// The name it has now.
+        temp: String,
+        /// Its original name, taken by another netdev.
+        name: String,
+    },
+    /// A PF-side VF setting could not be put back.
+    #[error("restoring VF {vf} {what} on {pf}: {source}")]
+    PfSetting {
+        /// The PF netdev.
+        pf: String,
+        /// The VF index.
+        vf: u32,
+        /// The setting (and the value being restored, for the MAC).
+        what: String,
+        /// The kernel's refusal.
+        source: NetlinkError,
+    },
+}
+
+/// Messages of `errors`, joined for a CNI error.
+pub fn join(errors: &[TeardownError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// What a teardown could not do.
 #[derive(Debug, Default)]
 pub struct Undone {
     /// Every failure.
-    pub errors: Vec<String>,
+    pub errors: Vec<TeardownError>,
     /// The VF netdev was nowhere to be found: what was looked for, where.
     pub missing: Option<String>,
 }
 
 /// Undo what `st` records. Returns every failure; an empty list means all was restored, or the
 /// VF netdev was not found (logged).
-pub fn teardown(st: &State, env: &Env, ipam: Ipam, overrides: &[(&str, &str)]) -> Vec<String> {
+pub fn teardown(
+    st: &State,
+    env: &Env,
+    ipam: Ipam,
+    overrides: &[(&str, &str)],
+) -> Vec<TeardownError> {
     let undone = teardown_all(st, env, ipam, overrides, None);
     if let Some(what) = &undone.missing {
         tracing::warn!(pci = %st.device_id, looked_for = %what, "VF netdev not found; nothing to restore there");
@@ -158,13 +209,13 @@ pub fn teardown_all(
         let raw = serde_json::to_vec(&st.conf).unwrap_or_default();
         let r = ipam::find(&env.path, t).and_then(|p| ipam::exec(&p, "DEL", &raw, overrides));
         if let Err(e) = r {
-            errors.push(e.msg);
+            errors.push(TeardownError::Ipam(e));
         }
     }
     let mut nl = match Netlink::open() {
         Ok(n) => n,
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(e.into());
             return Undone { errors, missing };
         }
     };
@@ -200,7 +251,7 @@ fn restore_netdev(
     orig: &NetdevState,
     mut resend: bool,
     result_mac: Option<MacAddr>,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<TeardownError>,
 ) -> Option<String> {
     let mut looked = Vec::new();
     let mut failed = false;
@@ -233,7 +284,7 @@ fn restore_netdev(
         return (!failed).then(|| looked.join("; "));
     };
     if let Err(e) = fix_link(nl, &mut link, orig, resend) {
-        errors.push(e);
+        errors.push(e.into());
     }
     None
 }
@@ -241,14 +292,14 @@ fn restore_netdev(
 /// Rename a VF netdev back to `name`. A netdev that came back to the host under another name
 /// (the pod netns was deleted) is given `name` by udev as an alternative name, and a name in use
 /// as an altname cannot be taken (EEXIST): when the altname is the netdev's own, drop it first.
-fn rename_back(
-    nl: &mut Netlink,
+pub(crate) fn rename_back(
+    nl: &mut impl VfOps,
     link: &Link,
     name: &str,
-) -> Result<(), sriov_host::netlink::NetlinkError> {
+) -> Result<(), NetlinkError> {
     match nl.rename(link, name) {
         Err(x)
-            if x.errno() == Some(17)
+            if x.errno() == Some(Errno::EEXIST)
                 && nl.altnames(link).is_ok_and(|a| a.iter().any(|n| n == name)) =>
         {
             tracing::info!(netdev = %link.name, altname = name, "dropping the netdev's own altname to take it back as its name");
@@ -266,7 +317,7 @@ fn set_vf_netdev_mac(
     link: &mut Link,
     mac: MacAddr,
     resend: bool,
-) -> Result<(), sriov_host::netlink::NetlinkError> {
+) -> Result<(), NetlinkError> {
     if link.mac == Some(mac) {
         if !resend {
             return Ok(());
@@ -287,26 +338,25 @@ fn fix_link(
     link: &mut Link,
     orig: &NetdevState,
     resend: bool,
-) -> Result<(), String> {
-    let e = |x: sriov_host::netlink::NetlinkError| x.to_string();
+) -> Result<(), NetlinkError> {
     if link.name != orig.name {
         if link.up {
-            nl.set_down(link).map_err(e)?;
+            nl.set_down(link)?;
             link.up = false;
         }
-        rename_back(nl, link, &orig.name).map_err(e)?;
+        rename_back(nl, link, &orig.name)?;
         link.name = orig.name.clone();
     }
     if let Some(mac) = orig.mac {
-        set_vf_netdev_mac(nl, link, mac, resend).map_err(e)?;
+        set_vf_netdev_mac(nl, link, mac, resend)?;
     }
     if link.mtu != orig.mtu && orig.mtu > 0 {
-        nl.set_mtu(link, orig.mtu).map_err(e)?;
+        nl.set_mtu(link, orig.mtu)?;
     }
     if orig.up && !link.up {
-        nl.set_up(link).map_err(e)?;
+        nl.set_up(link)?;
     } else if !orig.up && link.up {
-        nl.set_down(link).map_err(e)?;
+        nl.set_down(link)?;
     }
     Ok(())
 }
@@ -327,42 +377,74 @@ fn return_from_pod(
     orig: &NetdevState,
     resend: bool,
     result_mac: Option<MacAddr>,
-) -> Result<FromPod, String> {
-    let e = |x: sriov_host::netlink::NetlinkError| x.to_string();
-    let mut pod = Netlink::open_in(path).map_err(e)?;
+) -> Result<FromPod, TeardownError> {
+    let mut pod = Netlink::open_in(path)?;
     let macs = vf::pod_macs(st, result_mac);
-    let mut link = match vf::find_in_pod(&mut pod, st, &macs).map_err(e)? {
+    let mut link = match vf::find_in_pod(&mut pod, st, &macs)? {
         vf::Lookup::Found(l) => l,
         vf::Lookup::Missing(what) => return Ok(FromPod::NotThere(what)),
     };
     if link.up {
-        pod.set_down(&link).map_err(e)?;
+        pod.set_down(&link)?;
     }
     if let Some(mac) = orig.mac {
-        set_vf_netdev_mac(&mut pod, &mut link, mac, resend).map_err(e)?;
+        set_vf_netdev_mac(&mut pod, &mut link, mac, resend)?;
     }
     if orig.mtu > 0 && link.mtu != orig.mtu {
-        pod.set_mtu(&link, orig.mtu).map_err(e)?;
+        pod.set_mtu(&link, orig.mtu)?;
     }
-    let host =
-        File::open("/proc/thread-self/ns/net").map_err(|x| format!("opening host netns: {x}"))?;
+    let host = File::open("/proc/thread-self/ns/net").map_err(TeardownError::HostNetns)?;
     match pod.move_to_netns(&link, &host, &orig.name) {
         Ok(()) => Ok(FromPod::Returned),
-        Err(x) if x.errno() == Some(17) && pod.link_by_index(link.index).is_err() => {
+        Err(x) if x.errno() == Some(Errno::EEXIST) && pod.link_by_index(link.index).is_err() => {
             // Moved, but the rename in the host was refused (e.g. the name is the netdev's own
             // altname): the host-side restore renames it.
             tracing::info!(error = %x, "VF netdev moved to the host; renaming it there");
             Ok(FromPod::Returned)
         }
-        Err(x) if x.errno() == Some(17) => {
+        Err(x) if x.errno() == Some(Errno::EEXIST) => {
             // The original name is taken in the host: come back under the unique name.
             let temp = st.temp_name.clone().unwrap_or_else(|| "sriovtmp".into());
-            pod.move_to_netns(&link, &host, &temp).map_err(e)?;
-            Err(format!(
-                "VF netdev returned to the host as {temp}: its original name {} is taken",
-                orig.name
-            ))
+            pod.move_to_netns(&link, &host, &temp)?;
+            Err(TeardownError::NameTaken {
+                temp,
+                name: orig.name.clone(),
+            })
         }
-        Err(x) => Err(x.to_string()),
+        Err(x) => Err(x.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pf_setting_left_unrestored_keeps_the_kernels_errno_and_reads_as_before() {
+        let e = TeardownError::PfSetting {
+            pf: "enp3s0f0".into(),
+            vf: 2,
+            what: "spoofchk".into(),
+            source: NetlinkError::Kernel {
+                op: "set VF spoofchk",
+                target: "enp3s0f0".into(),
+                source: std::io::Error::from_raw_os_error(Errno::EOPNOTSUPP as i32),
+            },
+        };
+        let source = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<NetlinkError>())
+            .expect("the netlink error is the source");
+        assert_eq!(source.errno(), Some(Errno::EOPNOTSUPP));
+        assert!(
+            e.to_string()
+                .starts_with("restoring VF 2 spoofchk on enp3s0f0: set VF spoofchk on enp3s0f0: "),
+            "{e}"
+        );
+        assert_eq!(
+            join(&[e, TeardownError::HostNetns(std::io::Error::other("x"))])
+                .matches("; ")
+                .count(),
+            1
+        );
     }
 }

@@ -2,12 +2,20 @@
 
 use serde::Serialize;
 
+/// The runtime asked for a version (or a command of a version) the plugin does not speak.
 pub const INCOMPATIBLE_VERSION: u32 = 1;
+/// The container (or its attachment) is unknown.
 pub const UNKNOWN_CONTAINER: u32 = 3;
+/// A `CNI_*` environment variable is missing or invalid.
 pub const INVALID_ENV: u32 = 4;
+/// An I/O error (reading stdin, state files).
 pub const IO: u32 = 5;
+/// Content that cannot be decoded (state, a delegated plugin's result).
 pub const DECODE: u32 = 6;
+/// The network config is invalid.
 pub const INVALID_CONFIG: u32 = 7;
+/// STATUS: the plugin cannot serve ADDs now (its IPAM plugin is missing).
+pub const PLUGIN_NOT_AVAILABLE: u32 = 50;
 /// The VF is held by another live attachment.
 pub const VF_BUSY: u32 = 100;
 /// The PF (driver) refused or cannot take a requested PF-side VF setting.

@@ -22,6 +22,7 @@ pub mod result;
 pub mod state;
 pub mod version;
 pub mod vf;
+pub mod vfops;
 
 use crate::env::{Command, Env};
 use crate::error::{CniError, Result};
@@ -57,8 +58,12 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<Option<String>> {
 
 fn status(env: &Env, conf: &NetConf) -> Result<()> {
     if let Some(t) = &conf.ipam_type {
-        ipam::find(&env.path, t)
-            .map_err(|e| CniError::new(50, format!("plugin not available: {}", e.msg)))?;
+        ipam::find(&env.path, t).map_err(|e| {
+            CniError::new(
+                error::PLUGIN_NOT_AVAILABLE,
+                format!("plugin not available: {}", e.msg),
+            )
+        })?;
     }
     Ok(())
 }
@@ -91,7 +96,7 @@ fn gc(env: &Env, conf: &NetConf) -> Result<()> {
         if e.is_empty() {
             st.remove(&env.state_dir)?;
         } else {
-            errors.extend(e);
+            errors.extend(e.iter().map(ToString::to_string));
         }
     }
     if errors.is_empty() {

@@ -177,33 +177,8 @@ pub fn peek(raw: &[u8]) -> (Option<String>, Option<String>, Option<PathBuf>) {
 impl NetConf {
     /// Parse and validate. `args` supplies `CNI_ARGS MAC=`.
     pub fn parse(raw: &[u8], args: &CniArgs) -> Result<Self> {
-        let v: Value = serde_json::from_slice(raw).map_err(|e| {
-            CniError::new(
-                DECODE,
-                format!("network config on stdin is not valid JSON: {e}"),
-            )
-        })?;
-        let Value::Object(obj) = v else {
-            return Err(CniError::new(
-                DECODE,
-                "network config on stdin is not a JSON object",
-            ));
-        };
-        for k in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
-            tracing::debug!(key = %k, "ignoring unknown netconf key");
-        }
-        let version_str = string(&obj, "cniVersion")?.ok_or_else(|| {
-            bad(
-                "cniVersion",
-                "missing: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0",
-            )
-        })?;
-        let cni_version: Version = version_str.parse().map_err(|_| {
-            CniError::new(
-                INCOMPATIBLE_VERSION,
-                format!("cniVersion: {version_str:?} is not supported: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"),
-            )
-        })?;
+        let obj = object(raw)?;
+        let cni_version = version(&obj)?;
         let name = string(&obj, "name")?.unwrap_or_default().to_string();
 
         let empty = Map::new();
@@ -212,90 +187,16 @@ impl NetConf {
             Some(Value::Object(m)) => m,
             Some(v) => return Err(bad("runtimeConfig", format!("{v} is not an object"))),
         };
-        let device_id = match rc.get("deviceID").filter(|v| !v.is_null()) {
-            Some(v) => Some(device_id("runtimeConfig.deviceID", v)?),
-            None => match obj.get("deviceID").filter(|v| !v.is_null()) {
-                Some(v) => Some(device_id("deviceID", v)?),
-                None => None,
-            },
-        };
+        let device_id = device_id_of(&obj, rc)?;
 
-        let vlan = int(&obj, "vlan", 0, 4094)?.map(|n| n as u16);
-        let vlan_qos = int(&obj, "vlanQoS", 0, 7)?.map(|n| n as u8);
-        if let Some(q) = vlan_qos {
-            match vlan {
-                None => return Err(bad("vlanQoS", "needs vlan: set vlan (1..4094) as well")),
-                Some(0) if q != 0 => {
-                    return Err(bad(
-                        "vlanQoS",
-                        format!("{q} needs a non-zero vlan (1..4094)"),
-                    ))
-                }
-                _ => {}
-            }
-        }
-        let vlan_proto = match string(&obj, "vlanProto")? {
-            None => None,
-            Some(s) if s.eq_ignore_ascii_case("802.1q") => Some(VlanProto::Dot1Q),
-            Some(s) if s.eq_ignore_ascii_case("802.1ad") => {
-                if vlan.unwrap_or(0) == 0 {
-                    return Err(bad("vlanProto", "802.1ad needs a non-zero vlan (1..4094)"));
-                }
-                Some(VlanProto::Dot1Ad)
-            }
-            Some(s) => {
-                return Err(bad(
-                    "vlanProto",
-                    format!("{s:?} is not allowed: expected \"802.1q\" or \"802.1ad\""),
-                ))
-            }
-        };
+        let (vlan, vlan_qos, vlan_proto) = vlan(&obj)?;
 
-        let mac_rc = match rc.get("mac").filter(|v| !v.is_null()) {
-            Some(Value::String(s)) => Some(mac("runtimeConfig.mac", s)?),
-            Some(v) => return Err(bad("runtimeConfig.mac", format!("{v} is not a string"))),
-            None => None,
-        };
-        let mac_conf = match string(&obj, "mac")? {
-            Some(s) => Some(mac("mac", s)?),
-            None => None,
-        };
-        let mac = mac_rc.or(args.mac).or(mac_conf);
-
-        let link_state = match string(&obj, "link_state")? {
-            None => None,
-            Some("auto") => Some(VfLinkState::Auto),
-            Some("enable") => Some(VfLinkState::Enable),
-            Some("disable") => Some(VfLinkState::Disable),
-            Some(s) => {
-                return Err(bad(
-                    "link_state",
-                    format!("{s:?} is not allowed: expected \"auto\", \"enable\" or \"disable\""),
-                ))
-            }
-        };
-        let min = int(&obj, "min_tx_rate", 0, u32::MAX.into())?.map(|n| n as u32);
-        let max = int(&obj, "max_tx_rate", 0, u32::MAX.into())?.map(|n| n as u32);
-        if let (Some(lo), Some(hi)) = (min, max) {
-            if hi > 0 && lo > hi {
-                return Err(bad("min_tx_rate", format!("{lo} is above max_tx_rate {hi}: min_tx_rate must be <= max_tx_rate when max_tx_rate > 0")));
-            }
-        }
+        let mac = mac_of(&obj, rc, args)?;
+        let link_state = link_state(&obj)?;
+        let (min, max) = tx_rates(&obj)?;
         let mtu = int(&obj, "mtu", 68, 65535)?.map(|n| n as u32);
 
-        let (ipam, ipam_type) = match obj.get("ipam") {
-            None | Some(Value::Null) => (None, None),
-            Some(Value::Object(m)) if m.is_empty() => (None, None),
-            Some(Value::Object(m)) => {
-                let t = match m.get("type") {
-                    Some(Value::String(t)) if crate::env::valid_plugin_name(t) => t.clone(),
-                    Some(t) => return Err(bad("ipam.type", format!("{t} is not a plugin name: expected a file name in CNI_PATH, e.g. \"host-local\""))),
-                    None => return Err(bad("ipam.type", "missing: expected the IPAM plugin's name, e.g. \"host-local\"")),
-                };
-                (Some(Value::Object(m.clone())), Some(t))
-            }
-            Some(v) => return Err(bad("ipam", format!("{v} is not an object"))),
-        };
+        let (ipam, ipam_type) = ipam(&obj)?;
 
         // Multus' file: it copies the device plugin's device-info file there before ADD and
         // reads it after. Never read, written or deleted here.
@@ -305,19 +206,7 @@ impl NetConf {
         let log_level = string(&obj, "logLevel")?.map(str::to_string);
         let log_file = string(&obj, "logFile")?.map(PathBuf::from);
         let prev_result = obj.get("prevResult").filter(|v| !v.is_null()).cloned();
-        let valid_attachments = obj
-            .get("cni.dev/valid-attachments")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| {
-                        Some((
-                            x.get("containerID")?.as_str()?.to_string(),
-                            x.get("ifname")?.as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            });
+        let valid_attachments = valid_attachments(&obj);
 
         Ok(NetConf {
             cni_version,
@@ -351,6 +240,167 @@ impl NetConf {
             bad("deviceID", "missing: expected the VF's PCI address (dddd:bb:dd.f) at top level or in runtimeConfig.deviceID")
         })
     }
+}
+
+/// The netconf as a JSON object; foreign keys are logged and tolerated.
+fn object(raw: &[u8]) -> Result<Map<String, Value>> {
+    let v: Value = serde_json::from_slice(raw).map_err(|e| {
+        CniError::new(
+            DECODE,
+            format!("network config on stdin is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(obj) = v else {
+        return Err(CniError::new(
+            DECODE,
+            "network config on stdin is not a JSON object",
+        ));
+    };
+    for k in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+        tracing::debug!(key = %k, "ignoring unknown netconf key");
+    }
+    Ok(obj)
+}
+
+/// `cniVersion`: required, one we speak.
+fn version(obj: &Map<String, Value>) -> Result<Version> {
+    let version_str = string(obj, "cniVersion")?.ok_or_else(|| {
+        bad(
+            "cniVersion",
+            "missing: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0",
+        )
+    })?;
+    version_str.parse().map_err(|_| {
+        CniError::new(
+            INCOMPATIBLE_VERSION,
+            format!("cniVersion: {version_str:?} is not supported: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"),
+        )
+    })
+}
+
+/// The device ID: `runtimeConfig.deviceID` first, then the top-level `deviceID`.
+fn device_id_of(obj: &Map<String, Value>, rc: &Map<String, Value>) -> Result<Option<PciAddress>> {
+    Ok(match rc.get("deviceID").filter(|v| !v.is_null()) {
+        Some(v) => Some(device_id("runtimeConfig.deviceID", v)?),
+        None => match obj.get("deviceID").filter(|v| !v.is_null()) {
+            Some(v) => Some(device_id("deviceID", v)?),
+            None => None,
+        },
+    })
+}
+
+/// `vlan`, `vlanQoS` and `vlanProto`, checked together (QoS and 802.1ad need a non-zero VLAN).
+fn vlan(obj: &Map<String, Value>) -> Result<(Option<u16>, Option<u8>, Option<VlanProto>)> {
+    let vlan = int(obj, "vlan", 0, 4094)?.map(|n| n as u16);
+    let vlan_qos = int(obj, "vlanQoS", 0, 7)?.map(|n| n as u8);
+    if let Some(q) = vlan_qos {
+        match vlan {
+            None => return Err(bad("vlanQoS", "needs vlan: set vlan (1..4094) as well")),
+            Some(0) if q != 0 => {
+                return Err(bad(
+                    "vlanQoS",
+                    format!("{q} needs a non-zero vlan (1..4094)"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    let vlan_proto = match string(obj, "vlanProto")? {
+        None => None,
+        Some(s) if s.eq_ignore_ascii_case("802.1q") => Some(VlanProto::Dot1Q),
+        Some(s) if s.eq_ignore_ascii_case("802.1ad") => {
+            if vlan.unwrap_or(0) == 0 {
+                return Err(bad("vlanProto", "802.1ad needs a non-zero vlan (1..4094)"));
+            }
+            Some(VlanProto::Dot1Ad)
+        }
+        Some(s) => {
+            return Err(bad(
+                "vlanProto",
+                format!("{s:?} is not allowed: expected \"802.1q\" or \"802.1ad\""),
+            ))
+        }
+    };
+    Ok((vlan, vlan_qos, vlan_proto))
+}
+
+/// The MAC: `runtimeConfig.mac`, then `CNI_ARGS MAC=`, then the top-level `mac`.
+fn mac_of(
+    obj: &Map<String, Value>,
+    rc: &Map<String, Value>,
+    args: &CniArgs,
+) -> Result<Option<MacAddr>> {
+    let mac_rc = match rc.get("mac").filter(|v| !v.is_null()) {
+        Some(Value::String(s)) => Some(mac("runtimeConfig.mac", s)?),
+        Some(v) => return Err(bad("runtimeConfig.mac", format!("{v} is not a string"))),
+        None => None,
+    };
+    let mac_conf = match string(obj, "mac")? {
+        Some(s) => Some(mac("mac", s)?),
+        None => None,
+    };
+    Ok(mac_rc.or(args.mac).or(mac_conf))
+}
+
+/// `link_state`: `auto`, `enable` or `disable`.
+fn link_state(obj: &Map<String, Value>) -> Result<Option<VfLinkState>> {
+    Ok(match string(obj, "link_state")? {
+        None => None,
+        Some("auto") => Some(VfLinkState::Auto),
+        Some("enable") => Some(VfLinkState::Enable),
+        Some("disable") => Some(VfLinkState::Disable),
+        Some(s) => {
+            return Err(bad(
+                "link_state",
+                format!("{s:?} is not allowed: expected \"auto\", \"enable\" or \"disable\""),
+            ))
+        }
+    })
+}
+
+/// `min_tx_rate` and `max_tx_rate` (Mbps); min may not exceed a non-zero max.
+fn tx_rates(obj: &Map<String, Value>) -> Result<(Option<u32>, Option<u32>)> {
+    let min = int(obj, "min_tx_rate", 0, u32::MAX.into())?.map(|n| n as u32);
+    let max = int(obj, "max_tx_rate", 0, u32::MAX.into())?.map(|n| n as u32);
+    if let (Some(lo), Some(hi)) = (min, max) {
+        if hi > 0 && lo > hi {
+            return Err(bad("min_tx_rate", format!("{lo} is above max_tx_rate {hi}: min_tx_rate must be <= max_tx_rate when max_tx_rate > 0")));
+        }
+    }
+    Ok((min, max))
+}
+
+/// `ipam`: absent or empty means none; otherwise its `type` must be a plugin file name.
+fn ipam(obj: &Map<String, Value>) -> Result<(Option<Value>, Option<String>)> {
+    Ok(match obj.get("ipam") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(m)) if m.is_empty() => (None, None),
+        Some(Value::Object(m)) => {
+            let t = match m.get("type") {
+                Some(Value::String(t)) if crate::env::valid_plugin_name(t) => t.clone(),
+                Some(t) => return Err(bad("ipam.type", format!("{t} is not a plugin name: expected a file name in CNI_PATH, e.g. \"host-local\""))),
+                None => return Err(bad("ipam.type", "missing: expected the IPAM plugin's name, e.g. \"host-local\"")),
+            };
+            (Some(Value::Object(m.clone())), Some(t))
+        }
+        Some(v) => return Err(bad("ipam", format!("{v} is not an object"))),
+    })
+}
+
+/// `cni.dev/valid-attachments` (GC): the attachments the runtime still knows.
+fn valid_attachments(obj: &Map<String, Value>) -> Option<Vec<(String, String)>> {
+    obj.get("cni.dev/valid-attachments")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| {
+                    Some((
+                        x.get("containerID")?.as_str()?.to_string(),
+                        x.get("ifname")?.as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! PF-side VF settings: apply what the config asks for, restore what was recorded.
 
-use sriov_host::netlink::{Netlink, NetlinkError, VfInfo, VlanProto};
+use nix::errno::Errno;
+use sriov_host::netlink::{NetlinkError, VfInfo, VlanProto};
 use sriov_host::MacAddr;
 
+use crate::del::TeardownError;
 use crate::error::{CniError, Result, PF_SETTING};
 use crate::netconf::PfSettings;
+use crate::vfops::VfOps;
 
 fn refused(setting: &str, pf: &str, vf: u32, e: NetlinkError) -> CniError {
-    let hint = if e.errno() == Some(95) {
+    let hint = if e.errno() == Some(Errno::EOPNOTSUPP) {
         ": the PF driver does not support this setting; remove it from the network config"
     } else {
         ""
@@ -43,7 +46,7 @@ pub fn precheck(want: &PfSettings, pf: Option<&str>, orig: Option<&VfInfo>, vf: 
 /// Apply every requested setting except the MAC (see [`apply_mac`]), recording each one that
 /// took effect in `applied` so that a failure part-way can be undone.
 pub fn apply(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     vf: u32,
     want: &PfSettings,
@@ -94,7 +97,7 @@ pub fn apply(
 /// Set the VF's admin MAC on the PF. In kernel mode this comes after the VF netdev got the same
 /// MAC: an untrusted VF cannot change its own MAC once the PF has set one.
 pub fn apply_mac(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     vf: u32,
     mac: MacAddr,
@@ -118,12 +121,12 @@ pub fn apply_mac(
 /// driver sets its MAC again, so the netdev's MAC restore must reach the driver even when the
 /// netdev already has that MAC (see [`temporary_mac`]).
 pub fn restore_mac(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     orig: &VfInfo,
     applied: &PfSettings,
     netdev_mac: Option<MacAddr>,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<TeardownError>,
 ) -> bool {
     if applied.mac.is_none() {
         return false;
@@ -137,10 +140,12 @@ pub fn restore_mac(
         }
     }
     if let Err(e) = nl.set_vf_mac(pf, orig.index, orig.mac) {
-        errors.push(format!(
-            "restoring VF {} admin MAC {} on {pf}: {e}",
-            orig.index, orig.mac
-        ));
+        errors.push(TeardownError::PfSetting {
+            pf: pf.to_string(),
+            vf: orig.index,
+            what: format!("admin MAC {}", orig.mac),
+            source: e,
+        });
     }
     false
 }
@@ -158,16 +163,21 @@ pub fn temporary_mac(mac: MacAddr) -> MacAddr {
 
 /// Restore every other applied setting to its recorded value, reporting each failure.
 pub fn restore(
-    nl: &mut Netlink,
+    nl: &mut impl VfOps,
     pf: &str,
     orig: &VfInfo,
     applied: &PfSettings,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<TeardownError>,
 ) {
     let vf = orig.index;
     let mut note = |what: &str, r: Result<(), NetlinkError>| {
         if let Err(e) = r {
-            errors.push(format!("restoring VF {vf} {what} on {pf}: {e}"));
+            errors.push(TeardownError::PfSetting {
+                pf: pf.to_string(),
+                vf,
+                what: what.to_string(),
+                source: e,
+            });
         }
     };
     if applied.link_state.is_some() {

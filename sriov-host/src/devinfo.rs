@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::fsio::{replace_file, write_atomic};
+use crate::fsio::write_atomic;
 use crate::pci::PciAddress;
 
 pub const DEVINFO_VERSION: &str = "1.1.0";
@@ -41,7 +41,8 @@ impl DeviceInfo {
     }
 }
 
-/// Write a device-info file atomically (mode 0644), as [`write_atomic`] does.
+/// Write a device-info file atomically (mode 0644), as [`crate::fsio::write_atomic`] does: a
+/// rename of a complete temporary, not fsynced (see [`crate::fsio::replace_file`] for why).
 pub fn write_device_info(path: &Path, info: &DeviceInfo) -> std::io::Result<()> {
     let json = serde_json::to_vec(info).map_err(std::io::Error::other)?;
     write_atomic(path, &json)

@@ -2,7 +2,11 @@
 //! write-then-rename, and the Kubernetes ConfigMap volume update (a new timestamped directory, then
 //! the `..data` symlink swapped by rename). Driven by inotify on the directories involved; the file
 //! is re-read after each burst of events and reported only when its bytes changed.
+//!
+//! [`watch_dir`] follows names appearing in and leaving one directory (the device plugin's
+//! kubelet-restart detection). Both are the one inotify implementation of the project.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,4 +100,97 @@ fn dirs_to_watch(path: &Path) -> Vec<PathBuf> {
         }
     }
     dirs
+}
+
+/// A change of the names in a watched directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirChange {
+    /// A name appeared (created or moved in).
+    Created(OsString),
+    /// A name disappeared (deleted or moved out).
+    Removed(OsString),
+    /// The kernel's queue overflowed: events were lost, re-check everything.
+    Overflow,
+}
+
+/// Watch `dir` for names appearing and disappearing; `on_change` runs on a thread of its own
+/// for each change until it returns false or reading events fails (logged). The watch is in
+/// place when this returns, so nothing that happens afterwards is missed.
+pub fn watch_dir(
+    dir: &Path,
+    mut on_change: impl FnMut(DirChange) -> bool + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC)?;
+    ino.add_watch(
+        dir,
+        AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO,
+    )?;
+    let shown = dir.display().to_string();
+    std::thread::Builder::new()
+        .name("dir-watch".into())
+        .spawn(move || loop {
+            let events = match ino.read_events() {
+                Ok(evs) => evs,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!(dir = %shown, error = %e, "inotify failed; directory changes go unnoticed");
+                    return;
+                }
+            };
+            for ev in events {
+                let change = if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    Some(DirChange::Overflow)
+                } else if ev
+                    .mask
+                    .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                {
+                    ev.name.map(DirChange::Created)
+                } else if ev
+                    .mask
+                    .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM)
+                {
+                    ev.name.map(DirChange::Removed)
+                } else {
+                    None
+                };
+                if let Some(c) = change {
+                    if !on_change(c) {
+                        return;
+                    }
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn watch_dir_reports_names_created_moved_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = mpsc::channel();
+        watch_dir(dir.path(), move |c| tx.send(c).is_ok()).unwrap();
+        let a = dir.path().join("kubelet.sock");
+        std::fs::write(&a, "").unwrap();
+        std::fs::rename(&a, dir.path().join("b")).unwrap();
+        std::fs::remove_file(dir.path().join("b")).unwrap();
+        let got: Vec<DirChange> = (0..4)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                DirChange::Created("kubelet.sock".into()),
+                DirChange::Removed("kubelet.sock".into()),
+                DirChange::Created("b".into()),
+                DirChange::Removed("b".into()),
+            ]
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! VF admin settings (MAC, VLAN, spoof check, trust, rates, link state) are PF-side: they are
 //! read and written on the PF's link with `IFLA_VFINFO_LIST`.
 
+use nix::errno::Errno;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -58,19 +59,17 @@ pub enum NetlinkError {
 
 impl NetlinkError {
     /// The kernel's errno, when the kernel refused the request.
-    pub fn errno(&self) -> Option<i32> {
+    pub fn errno(&self) -> Option<Errno> {
         match self {
-            NetlinkError::Kernel { source, .. } => source.raw_os_error(),
+            NetlinkError::Kernel { source, .. } => source.raw_os_error().map(Errno::from_raw),
             _ => None,
         }
     }
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, NetlinkError::NoLink(_)) || self.errno() == Some(libc_enodev())
-    }
-}
 
-const fn libc_enodev() -> i32 {
-    19
+    /// Whether the link does not exist (no such name, or the kernel said ENODEV).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, NetlinkError::NoLink(_)) || self.errno() == Some(Errno::ENODEV)
+    }
 }
 
 pub type Result<T, E = NetlinkError> = std::result::Result<T, E>;
@@ -188,7 +187,7 @@ impl Netlink {
             target,
         ) {
             Ok(r) => r,
-            Err(e) if e.errno() == Some(libc_enodev()) => {
+            Err(e) if e.errno() == Some(Errno::ENODEV) => {
                 return Err(NetlinkError::NoLink(target.to_string()))
             }
             Err(e) => return Err(e),

@@ -8,13 +8,40 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A PCI address in the kernel's canonical form `dddd:bb:dd.f` (lowercase hex).
 ///
 /// Parsing is strict: it is the gate every device ID from outside (config, kubelet, CNI netconf)
-/// passes before it is ever joined to a path.
+/// passes before it is ever joined to a path. The fields are private so that parsing is the
+/// only way to make one:
+///
+/// ```compile_fail
+/// let a = sriov_host::PciAddress { domain: 0, bus: 0, device: 0x20, function: 9 };
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddress {
-    pub domain: u16,
-    pub bus: u8,
-    pub device: u8,
-    pub function: u8,
+    domain: u16,
+    bus: u8,
+    device: u8,
+    function: u8,
+}
+
+impl PciAddress {
+    /// The PCI domain (segment).
+    pub fn domain(self) -> u16 {
+        self.domain
+    }
+
+    /// The bus number.
+    pub fn bus(self) -> u8 {
+        self.bus
+    }
+
+    /// The device number (0 to 0x1f).
+    pub fn device(self) -> u8 {
+        self.device
+    }
+
+    /// The function number (0 to 7).
+    pub fn function(self) -> u8 {
+        self.function
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,22 +13,18 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::netlink::NetlinkError;
 use crate::pci::PciAddress;
 use crate::range::IndexSet;
 use crate::sysfs::Sysfs;
 use crate::uevent::UeventListener;
 
 mod bind;
+mod driver;
 mod error;
 
+pub use driver::{is_userspace_driver, valid_driver_name, USERSPACE_DRIVERS};
 pub use error::ProvisionError;
-
-/// Drivers that hand the device to userspace: such a VF never has a netdev.
-pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
-
-pub fn is_userspace_driver(driver: &str) -> bool {
-    USERSPACE_DRIVERS.contains(&driver)
-}
 
 /// How a `provision` entry names its PF.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,8 +69,10 @@ pub struct ProvisionRequest {
 
 /// The PF's link, as provisioning needs it. Implemented over rtnetlink by the daemon.
 pub trait PfLink {
-    fn is_up(&self, ifname: &str) -> Result<bool, String>;
-    fn set_up(&self, ifname: &str) -> Result<(), String>;
+    /// Whether the netdev `ifname` is administratively up.
+    fn is_up(&self, ifname: &str) -> Result<bool, NetlinkError>;
+    /// Bring the netdev `ifname` up.
+    fn set_up(&self, ifname: &str) -> Result<(), NetlinkError>;
 }
 
 /// What a run did.
@@ -204,14 +202,7 @@ impl<'a> Provisioner<'a> {
         }
         let mut want: BTreeMap<u32, String> = BTreeMap::new();
         for rule in &req.vf_drivers {
-            let ok = !rule.driver.is_empty()
-                && rule
-                    .driver
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c))
-                && rule.driver != "."
-                && rule.driver != "..";
-            if !ok {
+            if !valid_driver_name(&rule.driver) {
                 return Err(ProvisionError::BadDriver {
                     pf: pf(),
                     driver: rule.driver.clone(),
@@ -311,19 +302,19 @@ impl<'a> Provisioner<'a> {
             let up = self
                 .link
                 .is_up(ifname)
-                .map_err(|reason| ProvisionError::LinkUp {
+                .map_err(|source| ProvisionError::LinkUp {
                     pf: pf(),
                     ifname: ifname.clone(),
-                    reason,
+                    source,
                 })?;
             if !up {
                 if req.link_up {
                     self.link
                         .set_up(ifname)
-                        .map_err(|reason| ProvisionError::LinkUp {
+                        .map_err(|source| ProvisionError::LinkUp {
                             pf: pf(),
                             ifname: ifname.clone(),
-                            reason,
+                            source,
                         })?;
                     info!(pf = %pci, ifname, "PF link brought up");
                     report.link_raised = true;

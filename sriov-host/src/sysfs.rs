@@ -268,7 +268,9 @@ impl Sysfs {
         let target = match fs::read_link(&link) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(22) => return Ok(None), // not a link
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
+                return Ok(None)
+            } // not a link
             Err(e) => return Err(SysfsError::io(&link, e)),
         };
         // .../devices/pci0000:00/0000:03:00.0/net/<if>: the component before "net".

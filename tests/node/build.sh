@@ -10,9 +10,11 @@
 #   $NODE_CACHE/base                the Debian root of our image (mmdebstrap)
 #   $NODE_CACHE/images              pause and busybox images for the test pods
 #   target/node/sriov-network.tar   our image, from the Dockerfile (tests/node/image.py)
+#   $NODE_CACHE/peers               the upstream device plugin's and (patched) CNI's images,
+#                                   for scenario 70 (tests/node/peers.sh)
 #
 #   build.sh [STEP...]   steps: apt_deps debs k8s containerd2 upstream pod_images our_image
-#                        fake_tree_tool
+#                        fake_tree_tool peers
 set -euo pipefail
 # shellcheck source=tests/node/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -33,7 +35,7 @@ timed() {
 # --- Debian tools on the machine ---------------------------------------------------------------
 apt_deps() {
   local want=(iproute2 util-linux containernetworking-plugins mmdebstrap gcc libc6-dev openssl jq
-    python3 curl procps) missing=()
+    python3 curl procps patch) missing=()
   for p in "${want[@]}"; do
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
@@ -184,8 +186,15 @@ fake_tree_tool() {
   (cd "$NODE_REPO" && cargo build -q -p sriov-tests --bin fake-sriov-node)
 }
 
+# --- the upstream stack's images (scenario 70) -----------------------------------------------
+peers() {
+  # shellcheck source=tests/node/peers.sh
+  . "$NODE_HERE/peers.sh"
+  peers_build
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt_deps debs k8s containerd2 upstream pod_images our_image fake_tree_tool)
+[ ${#steps[@]} -gt 0 ] || steps=(apt_deps debs k8s containerd2 upstream pod_images our_image fake_tree_tool peers)
 for step in "${steps[@]}"; do
   case $step in
     apt_deps) timed "apt dependencies" apt_deps ;;
@@ -196,6 +205,7 @@ for step in "${steps[@]}"; do
     pod_images) timed "pause and busybox images" pod_images ;;
     our_image) timed "our image (Dockerfile)" our_image ;;
     fake_tree_tool) timed "fake-sriov-node" fake_tree_tool ;;
+    peers) timed "upstream images (scenario 70)" peers ;;
     *) die "build: no step $step" ;;
   esac
 done

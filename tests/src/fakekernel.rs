@@ -3,10 +3,10 @@
 //! provisioning code runs unchanged against a fake tree.
 
 use std::fs;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::fakesys::{Dev, FakeSysfs};
 
@@ -32,6 +32,8 @@ pub struct Knobs {
     pub refuse_numvfs: AtomicBool,
     /// Log of writes the kernel saw, e.g. `numvfs 0000:03:00.0 4`, `bind 0000:03:10.3 vfio-pci`.
     pub log: Mutex<Vec<String>>,
+    /// Completed passes over the tree.
+    passes: AtomicU64,
 }
 
 pub struct FakeKernel {
@@ -70,6 +72,7 @@ impl FakeKernel {
                     step_pf(&sys, pf, &knobs2);
                 }
                 step_probe(&sys, &knobs2);
+                knobs2.passes.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
@@ -77,6 +80,18 @@ impl FakeKernel {
             stop,
             knobs,
             thread: Some(thread),
+        }
+    }
+
+    /// Wait until the kernel has looked at every file written before this call: one whole pass
+    /// that started after it. What it did is then in [`FakeKernel::log`]; a check that it did
+    /// nothing needs no sleep.
+    pub fn settle(&self) {
+        let seen = self.knobs.passes.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.knobs.passes.load(Ordering::SeqCst) < seen + 2 {
+            assert!(Instant::now() < deadline, "the fake kernel stopped");
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

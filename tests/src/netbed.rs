@@ -3,7 +3,8 @@
 //! that namespace, a state directory, pod namespaces, and a runner that executes a CNI plugin
 //! binary inside the host namespace. Everything is removed on drop.
 //!
-//! Needs root; [`Bed::new`] returns `None` (after printing a visible SKIP) otherwise.
+//! Needs root; [`Bed::new`] returns `None` otherwise, after [`crate::gate`] reported the test
+//! skipped (or failed it, in strict mode).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,9 +22,7 @@ pub const PF_NETDEV: &str = "pf0";
 /// Where Debian's reference plugins live.
 pub const CNI_PATH: &str = "/usr/lib/cni";
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub use crate::gate::is_root;
 
 /// Run `ip` with arguments; panic with its stderr on failure.
 pub fn ip(args: &[&str]) -> String {
@@ -100,11 +99,12 @@ pub struct Bed {
 }
 
 impl Bed {
-    /// A new bed with a PF stand-in (`pf0`, a veth end: this kernel may lack the dummy driver). `None` (with a SKIP line) when not
-    /// root.
+    /// A new bed with a PF stand-in (`pf0`, a veth end: this kernel may lack the dummy driver).
+    /// `None` when not root: the test is then reported skipped, or fails in strict mode
+    /// ([`crate::gate`]); `tag` names the bed in that report.
     pub fn new(tag: &str) -> Option<Bed> {
         if !is_root() {
-            eprintln!("SKIP {tag}: needs root (network namespaces)");
+            crate::gate::skip(&format!("needs root for network namespaces (bed {tag})"));
             return None;
         }
         let n = SEQ.fetch_add(1, Ordering::SeqCst);

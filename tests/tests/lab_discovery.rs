@@ -1,24 +1,22 @@
 //! Discovery against the real /sys of the emulated lab (scenario 05-discovery): an igb PF with
-//! 4 VFs, VF0-2 on igbvf and VF3 on vfio-pci. Skipped outside the lab guest (no `SRIOV_LAB`).
+//! 4 VFs, VF0-2 on igbvf and VF3 on vfio-pci. Built only with the `lab` feature
+//! (scripts/lab.sh); run anywhere but the lab guest (no `SRIOV_LAB`) it fails.
 
 use std::collections::BTreeSet;
 
 use sriov_host::discovery::discover;
 use sriov_host::{PciId, Role, Sysfs};
 
-fn in_lab() -> bool {
-    if std::env::var_os("SRIOV_LAB").is_none() {
-        eprintln!("SKIP: not in the emulated lab (run scripts/lab.sh 05-discovery)");
-        return false;
-    }
-    true
+fn assert_in_lab() {
+    assert!(
+        std::env::var_os("SRIOV_LAB").is_some(),
+        "not in the emulated lab: run scripts/lab.sh 05-discovery"
+    );
 }
 
 #[test]
 fn lab_igb_pf_and_vfs_are_discovered() {
-    if !in_lab() {
-        return;
-    }
+    assert_in_lab();
     let devs = discover(&Sysfs::default()).expect("discovery of the guest's /sys");
     for d in &devs {
         eprintln!(

@@ -4,535 +4,21 @@
 //! `s10_provision_advertise` (tests/lab/scenarios/10-provision-advertise.sh), `s50_health`
 //! (50-health.sh) and `s60_reload` (60-reload.sh). Each drives the real `sriov-device-plugin`
 //! release binary (`$LAB_BIN/sriov-device-plugin`) with the test kubelet of this crate (real gRPC
-//! over unix sockets) and reads the kernel's state back from sysfs. Outside the lab guest (no
-//! `SRIOV_LAB`, or no igb PF) every test prints SKIP and passes.
+//! over unix sockets) and reads the kernel's state back from sysfs. Built only with the `lab`
+//! feature (scripts/lab.sh); outside the lab guest (no `SRIOV_LAB`, or no igb PF) every test
+//! fails.
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kubelet_proto::v1beta1::Device;
 use kubelet_proto::{HEALTHY, UNHEALTHY};
 use sriov_tests::kubelet::TestKubelet;
-
-const NETDEV: &str = "lab.sriov.io/igb_netdevice";
-const VFIO: &str = "lab.sriov.io/igb_dpdk";
-const DP_ROOT: &str = "/run/lab-dp";
-/// Provisioning 4-6 VFs on the emulated NIC takes 3-8 s; the guest shares 2 busy host cores.
-const READY: Duration = Duration::from_secs(120);
-
-// --- the lab --------------------------------------------------------------------------------
-
-struct Lab {
-    pf_pci: String,
-    pf_if: String,
-    pf_sys: PathBuf,
-    bin: PathBuf,
-    out: PathBuf,
-    t0: Instant,
-    failed: Vec<String>,
-}
-
-/// The lab, or `None` (SKIP printed) outside the guest.
-fn lab() -> Option<Lab> {
-    if std::env::var_os("SRIOV_LAB").is_none() {
-        eprintln!("SKIP: not in the emulated lab (run scripts/lab.sh 10 50 60)");
-        return None;
-    }
-    let mut pf = None;
-    for e in fs::read_dir("/sys/bus/pci/devices").unwrap().flatten() {
-        let d = e.path();
-        let rd = |n: &str| fs::read_to_string(d.join(n)).unwrap_or_default();
-        if rd("vendor").trim() == "0x8086" && rd("device").trim() == "0x10c9" {
-            pf = Some(d);
-            break;
-        }
-    }
-    let Some(pf_sys) = pf else {
-        eprintln!("SKIP: no igb PF (8086:10c9) on the PCI bus");
-        return None;
-    };
-    let pf_if = first_entry(&pf_sys.join("net")).expect("the igb PF has a netdev");
-    let bin = PathBuf::from(std::env::var("LAB_BIN").expect("LAB_BIN names target/release"));
-    let out = PathBuf::from(std::env::var("LAB_OUT").unwrap_or_else(|_| "/tmp/lab-out".into()));
-    fs::create_dir_all(&out).unwrap();
-    let pf_pci = pf_sys.file_name().unwrap().to_string_lossy().into_owned();
-    Some(Lab {
-        pf_pci,
-        pf_if,
-        pf_sys,
-        bin,
-        out,
-        t0: Instant::now(),
-        failed: Vec::new(),
-    })
-}
-
-fn first_entry(dir: &Path) -> Option<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v.into_iter().next()
-}
-
-fn read(p: impl AsRef<Path>) -> String {
-    fs::read_to_string(p)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The wall-clock time of day, UTC, as the plugin's log prints it (`19:46:24.040215`).
-fn utc_now() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let s = t.as_secs() % 86_400;
-    format!(
-        "{:02}:{:02}:{:02}.{:06}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        t.subsec_micros()
-    )
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-impl Lab {
-    fn step(&self, what: &str) {
-        println!("\n[{:6.1}s] -- {what}", self.t0.elapsed().as_secs_f64());
-    }
-
-    fn note(&self, what: &str) {
-        println!("[{:6.1}s]    {what}", self.t0.elapsed().as_secs_f64());
-    }
-
-    /// Record a check; the test fails at `finish` if any check failed.
-    fn check(&mut self, what: &str, ok: bool, detail: &str) {
-        if ok {
-            println!("  OK    {what}");
-        } else {
-            println!("  FAIL  {what}: {detail}");
-            self.failed.push(what.to_string());
-        }
-    }
-
-    /// A check whose failure ends the test (later steps depend on it).
-    fn require(&mut self, what: &str, ok: bool, detail: &str) {
-        self.check(what, ok, detail);
-        if !ok {
-            self.finish();
-        }
-    }
-
-    fn finish(&self) {
-        if !self.failed.is_empty() {
-            panic!(
-                "{} check(s) failed: {}",
-                self.failed.len(),
-                self.failed.join("; ")
-            );
-        }
-    }
-
-    fn num_vfs(&self) -> u32 {
-        read(self.pf_sys.join("sriov_numvfs")).parse().unwrap_or(0)
-    }
-
-    fn pf_up(&self) -> bool {
-        let flags = read(format!("/sys/class/net/{}/flags", self.pf_if));
-        u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap_or(0) & 1 == 1
-    }
-
-    /// Every VF of the PF, by index.
-    fn vfs(&self) -> Vec<Vf> {
-        let mut v = Vec::new();
-        for i in 0..self.num_vfs() {
-            let link = self.pf_sys.join(format!("virtfn{i}"));
-            let Ok(target) = fs::read_link(&link) else {
-                continue;
-            };
-            let pci = target.file_name().unwrap().to_string_lossy().into_owned();
-            let dev = PathBuf::from("/sys/bus/pci/devices").join(&pci);
-            let driver = fs::read_link(dev.join("driver"))
-                .ok()
-                .map(|d| d.file_name().unwrap().to_string_lossy().into_owned());
-            let group = fs::read_link(dev.join("iommu_group"))
-                .ok()
-                .map(|g| g.file_name().unwrap().to_string_lossy().into_owned());
-            let netdev = first_entry(&dev.join("net"));
-            let (ifindex, mac) = match &netdev {
-                Some(n) => (
-                    read(format!("/sys/class/net/{n}/ifindex")),
-                    read(format!("/sys/class/net/{n}/address")),
-                ),
-                None => (String::new(), String::new()),
-            };
-            v.push(Vf {
-                index: i,
-                pci,
-                driver,
-                group,
-                netdev,
-                ifindex,
-                mac,
-            });
-        }
-        v
-    }
-
-    fn print_vfs(&self) {
-        for vf in self.vfs() {
-            self.note(&vf.to_string());
-        }
-    }
-
-    /// The PF's view of VF `i` (`ip link show <pf>`), whitespace-normalised.
-    fn vf_line(&self, i: u32) -> String {
-        let out = sh("ip", &["link", "show", &self.pf_if]);
-        let prefix = format!("vf {i} ");
-        out.lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_default()
-    }
-
-    fn dp_bin(&self) -> PathBuf {
-        self.bin.join("sriov-device-plugin")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.out.join("device-plugin.log")
-    }
-}
-
-/// What sysfs says about one VF.
-#[derive(Debug, Clone, PartialEq)]
-struct Vf {
-    index: u32,
-    pci: String,
-    driver: Option<String>,
-    group: Option<String>,
-    netdev: Option<String>,
-    ifindex: String,
-    mac: String,
-}
-
-impl std::fmt::Display for Vf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "VF{} {} driver={} group={} netdev={} ifindex={} mac={}",
-            self.index,
-            self.pci,
-            self.driver.as_deref().unwrap_or("-"),
-            self.group.as_deref().unwrap_or("-"),
-            self.netdev.as_deref().unwrap_or("-"),
-            if self.ifindex.is_empty() {
-                "-"
-            } else {
-                &self.ifindex
-            },
-            if self.mac.is_empty() { "-" } else { &self.mac },
-        )
-    }
-}
-
-/// Run a command; its stdout, or a panic naming it and its stderr.
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-// --- the device plugin ----------------------------------------------------------------------
-
-/// The real device plugin, every path under /run/lab-dp, its log appended to
-/// `$LAB_OUT/device-plugin.log`.
-struct Plugin {
-    child: Child,
-    log: PathBuf,
-    log_start: u64,
-}
-
-impl Plugin {
-    fn start(lab: &Lab, config: &Path, label: &str) -> Plugin {
-        for d in ["device-plugins", "devinfo", "cdi"] {
-            fs::create_dir_all(Path::new(DP_ROOT).join(d)).unwrap();
-        }
-        let log = lab.log_path();
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        writeln!(f, "===== {label}: started at {} =====", utc_now()).unwrap();
-        let log_start = f.metadata().unwrap().len();
-        let child = Command::new(lab.dp_bin())
-            .arg("--config")
-            .arg(config)
-            .args([
-                "--device-plugins-dir",
-                &format!("{DP_ROOT}/device-plugins"),
-                "--plugins-registry-dir",
-                &format!("{DP_ROOT}/plugins_registry"),
-                "--registration",
-                "kubelet",
-                "--devinfo-dir",
-                &format!("{DP_ROOT}/devinfo"),
-                "--cdi-dir",
-                &format!("{DP_ROOT}/cdi"),
-            ])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        lab.note(&format!(
-            "{label}: sriov-device-plugin pid {} (log {})",
-            child.id(),
-            log.display()
-        ));
-        Plugin {
-            child,
-            log,
-            log_start,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The log of this run so far.
-    fn log(&self) -> String {
-        let all = fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(&all[(self.log_start as usize).min(all.len())..]).into_owned()
-    }
-
-    /// Lines of this run's log containing every one of `words` (case-insensitive).
-    fn log_lines(&self, words: &[&str]) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| {
-                let l = l.to_lowercase();
-                words.iter().all(|w| l.contains(&w.to_lowercase()))
-            })
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// SIGTERM, then wait up to 15 s (SIGKILL after that); true for a clean exit.
-    fn stop(&mut self) -> bool {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        if self.running() {
-            self.stop();
-        }
-    }
-}
-
-/// Write `value` to `path` the way config tools do: a new file renamed over the old one.
-fn write_config(lab: &Lab, path: &Path, value: &serde_json::Value) {
-    let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(value).unwrap()).unwrap();
-    fs::rename(&tmp, path).unwrap();
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let _ = fs::copy(path, lab.out.join(&name));
-}
-
-/// The config of scenarios 50 and 60: `numVfs` VFs on the PF (named by netdev), VF3 on
-/// vfio-pci, the two lab pools selecting by driver.
-fn provision_config(lab: &Lab, num_vfs: u32) -> serde_json::Value {
-    serde_json::json!({
-        "provision": [{"pf": lab.pf_if, "numVfs": num_vfs, "linkUp": true,
-                       "vfDrivers": [{"vfs": "3", "driver": "vfio-pci"}]}],
-        "resourceList": [
-            {"resourceName": "igb_netdevice", "resourcePrefix": "lab.sriov.io",
-             "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"],
-                           "rootDevices": [lab.pf_pci]}},
-            {"resourceName": "igb_dpdk", "resourcePrefix": "lab.sriov.io",
-             "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["vfio-pci"],
-                           "rootDevices": [lab.pf_pci]}}
-        ]
-    })
-}
-
-fn config_path() -> PathBuf {
-    let dir = Path::new(DP_ROOT).join("config");
-    fs::create_dir_all(&dir).unwrap();
-    dir.join("config.json")
-}
-
-// --- the kubelet's view -----------------------------------------------------------------------
-
-fn ids(devs: &[Device]) -> Vec<String> {
-    let mut v: Vec<String> = devs.iter().map(|d| d.id.clone()).collect();
-    v.sort();
-    v
-}
-
-fn show(devs: &[Device]) -> String {
-    let mut v: Vec<String> = devs
-        .iter()
-        .map(|d| format!("{} {}", d.id, d.health))
-        .collect();
-    v.sort();
-    v.join(", ")
-}
-
-fn all(devs: &[Device], health: &str) -> bool {
-    devs.iter().all(|d| d.health == health)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Wait for `n` devices in `resource`, all with `health`, from a ListAndWatch stream that
-/// started after `since` (a registration newer than a previous plugin's).
-async fn wait_pool(
-    k: &TestKubelet,
-    resource: &str,
-    n: usize,
-    health: &str,
-    since: Instant,
-    timeout: Duration,
-) -> Result<Vec<Device>, String> {
-    k.wait_for(
-        &format!("{n} {health} devices in {resource}"),
-        timeout,
-        |k| {
-            let r = k.resource(resource)?;
-            if r.first_list_at? < since {
-                return None;
-            }
-            r.devices.filter(|d| d.len() == n && all(d, health))
-        },
-    )
-    .await
-    .map_err(|e| {
-        let now = k
-            .resource(resource)
-            .and_then(|r| r.devices)
-            .map(|d| show(&d))
-            .unwrap_or_else(|| "no list".into());
-        format!("{e}; latest list: [{now}]")
-    })
-}
-
-fn latest(k: &TestKubelet, resource: &str) -> Vec<Device> {
-    k.resource(resource)
-        .and_then(|r| r.devices)
-        .unwrap_or_default()
-}
-
-fn updates(k: &TestKubelet, resource: &str) -> usize {
-    k.resource(resource).map(|r| r.updates).unwrap_or(0)
-}
-
-fn registrations(k: &TestKubelet, resource: &str) -> usize {
-    k.registrations()
-        .iter()
-        .filter(|r| r.request.resource_name == resource)
-        .count()
-}
-
-/// Start the plugin and wait until both pools are served with `n_netdev` + `n_vfio` Healthy
-/// devices; returns the two lists.
-async fn start_and_wait(
-    lab: &mut Lab,
-    k: &TestKubelet,
-    config: &Path,
-    label: &str,
-    n_netdev: usize,
-    n_vfio: usize,
-) -> (Plugin, Vec<Device>, Vec<Device>) {
-    let since = Instant::now();
-    let plugin = Plugin::start(lab, config, label);
-    let mut lists = Vec::new();
-    for (res, n) in [(NETDEV, n_netdev), (VFIO, n_vfio)] {
-        let r = wait_pool(k, res, n, HEALTHY, since, READY).await;
-        let ok = r.is_ok();
-        let detail = r.as_ref().err().cloned().unwrap_or_default();
-        if let Ok(d) = &r {
-            lab.note(&format!(
-                "{res}: [{}] {} after start",
-                show(d),
-                secs(since.elapsed())
-            ));
-        }
-        lab.require(
-            &format!("the test kubelet sees {n} Healthy device(s) in {res}"),
-            ok,
-            &format!("{detail}\n{}", tail(&plugin.log(), 30)),
-        );
-        lists.push(r.unwrap());
-    }
-    let vfio = lists.pop().unwrap();
-    let netdev = lists.pop().unwrap();
-    (plugin, netdev, vfio)
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    let from = lines.len().saturating_sub(n);
-    lines[from..]
-        .iter()
-        .map(|l| format!("          | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Sleep while the test kubelet keeps receiving (a plain sleep would stall its streams).
-fn pause(rt: &tokio::runtime::Runtime, d: Duration) {
-    rt.block_on(async { tokio::time::sleep(d).await });
-}
-
-fn start_kubelet(rt: &tokio::runtime::Runtime) -> TestKubelet {
-    let dir = Path::new(DP_ROOT).join("device-plugins");
-    rt.block_on(TestKubelet::start(&dir))
-}
+use sriov_tests::lab::dp::*;
+use sriov_tests::lab::*;
 
 // --- scenario 10 ------------------------------------------------------------------------------
 
@@ -540,7 +26,7 @@ fn start_kubelet(rt: &tokio::runtime::Runtime) -> TestKubelet {
 /// pools advertised, Allocate of the vfio-pci VF, and a second run that changes nothing.
 #[test]
 fn s10_provision_advertise() {
-    let Some(mut lab) = lab() else { return };
+    let mut lab = lab();
     let rt = runtime();
 
     lab.step("config: config-samples/igb-lab.json (provision 4 VFs, VF3 vfio-pci; two pools)");
@@ -660,7 +146,7 @@ fn s10_provision_advertise() {
     let before = lab.vfs();
     let vfio_ino = inode(&dev_node);
     let t = Instant::now();
-    let clean = plugin.stop();
+    let clean = plugin.stop(STOP);
     lab.check(
         &format!(
             "run 1 stops cleanly on SIGTERM (exited after {})",
@@ -760,7 +246,7 @@ fn every_device_follows_pf(
 /// Scenario 50: device health follows the PF link, for both pools.
 #[test]
 fn s50_health() {
-    let Some(mut lab) = lab() else { return };
+    let mut lab = lab();
     let rt = runtime();
 
     lab.step("plugin: provision 4 VFs (VF3 vfio-pci), two pools");
@@ -813,7 +299,7 @@ fn s50_health() {
     let pid = plugin.pid();
     lab.check(
         &format!("pid {pid} still running"),
-        plugin.running(),
+        plugin.alive(),
         "exited",
     );
     lab.check(
@@ -840,7 +326,7 @@ const POD_IP: &str = "10.56.217.";
 /// Scenario 60: numVfs changed live with nothing allocated; refused while a VF is in a pod.
 #[test]
 fn s60_reload() {
-    let Some(mut lab) = lab() else { return };
+    let mut lab = lab();
     let rt = runtime();
 
     lab.step("plugin: provision 4 VFs (VF3 vfio-pci), two pools");
@@ -885,13 +371,13 @@ fn s60_reload() {
     let vfs = lab.vfs();
     lab.check(
         &format!("same process (pid {pid}), no re-registration"),
-        plugin.running()
+        plugin.alive()
             && plugin.pid() == pid
             && registrations(&k, NETDEV) == 1
             && registrations(&k, VFIO) == 1,
         &format!(
             "running={} registrations {} {}",
-            plugin.running(),
+            plugin.alive(),
             registrations(&k, NETDEV),
             registrations(&k, VFIO)
         ),
@@ -1034,13 +520,13 @@ fn s60_reload() {
     ));
     lab.check(
         &format!("same process (pid {pid}), still registered once"),
-        plugin.running() && registrations(&k, NETDEV) == 1,
+        plugin.alive() && registrations(&k, NETDEV) == 1,
         "restarted or re-registered",
     );
 
     lab.step("without the plugin, the kernel does not protect the pod");
     let t = Instant::now();
-    let clean = plugin.stop();
+    let clean = plugin.stop(STOP);
     lab.check(
         &format!(
             "plugin stops cleanly on SIGTERM (exited after {})",

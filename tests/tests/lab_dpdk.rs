@@ -4,7 +4,8 @@
 //! allocates the vfio-pci VF to a "DPDK pod" and igbvf VFs to "kernel pods", and writes what each
 //! pod gets (env, device specs, mounts) to a JSON file the scenario starts the pods from.
 //!
-//! Skipped outside the lab guest (no `SRIOV_LAB`). Environment:
+//! Built only with the `lab` feature (scripts/lab.sh); run anywhere but the lab guest (no
+//! `SRIOV_LAB`) it fails. Environment:
 //! - `LAB_KUBELET_DIR`: the device plugin's `--device-plugins-dir` (default
 //!   `/run/lab-dp/device-plugins`)
 //! - `LAB_ALLOC_OUT`: where to write the allocations (default `/tmp/lab-alloc.json`)
@@ -26,12 +27,11 @@ const DPDK_ENV: &str = "PCIDEVICE_LAB_SRIOV_IO_IGB_DPDK";
 /// Provisioning (4 VFs, one rebind) plus pool building, under software emulation.
 const WAIT: Duration = Duration::from_secs(180);
 
-fn in_lab() -> bool {
-    if std::env::var_os("SRIOV_LAB").is_none() {
-        eprintln!("SKIP: not in the emulated lab (run scripts/lab.sh 70-dpdk-handoff)");
-        return false;
-    }
-    true
+fn assert_in_lab() {
+    assert!(
+        std::env::var_os("SRIOV_LAB").is_some(),
+        "not in the emulated lab: run scripts/lab.sh 70-dpdk-handoff"
+    );
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -112,9 +112,7 @@ fn print_pod(pod: &str, resource: &str, r: &ContainerAllocateResponse) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn lab_pools_advertised_and_pods_allocated() {
-    if !in_lab() {
-        return;
-    }
+    assert_in_lab();
     let dir = PathBuf::from(env_or("LAB_KUBELET_DIR", "/run/lab-dp/device-plugins"));
     let out = PathBuf::from(env_or("LAB_ALLOC_OUT", "/tmp/lab-alloc.json"));
     let kernel_pods: usize = env_or("LAB_KERNEL_PODS", "1").parse().unwrap();

@@ -22,8 +22,7 @@ impl Drop for Netns {
 
 #[test]
 fn reports_admin_state_and_carrier_changes() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIP: needs root for network namespaces");
+    if !sriov_tests::gate::need_root() {
         return;
     }
     let ns = Netns(format!("lm{}", std::process::id()));

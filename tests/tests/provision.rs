@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use sriov_host::netlink::NetlinkError;
 use sriov_host::provision::{
     PfLink, PfRef, ProvisionError, ProvisionRequest, Provisioner, Timeouts, VfDriverRule,
 };
@@ -21,13 +22,17 @@ struct Links {
 }
 
 impl PfLink for Links {
-    fn is_up(&self, ifname: &str) -> Result<bool, String> {
+    fn is_up(&self, ifname: &str) -> Result<bool, NetlinkError> {
         Ok(*self.up.borrow().get(ifname).unwrap_or(&false))
     }
-    fn set_up(&self, ifname: &str) -> Result<(), String> {
+    fn set_up(&self, ifname: &str) -> Result<(), NetlinkError> {
         self.calls.borrow_mut().push(format!("up {ifname}"));
         if self.refuse {
-            return Err("operation not permitted".into());
+            return Err(NetlinkError::Kernel {
+                op: "set link up",
+                target: ifname.into(),
+                source: std::io::Error::from_raw_os_error(nix::errno::Errno::EPERM as i32),
+            });
         }
         self.up.borrow_mut().insert(ifname.into(), true);
         Ok(())
@@ -125,7 +130,7 @@ fn creates_vfs_binds_ranges_and_is_idempotent() {
         .apply(&req(8, &[("0-5", "bnxt_en"), ("6-7", "vfio-pci")]))
         .unwrap();
     assert!(!r2.changed(), "{r2:?}");
-    std::thread::sleep(Duration::from_millis(50));
+    k.settle();
     assert_eq!(
         k.log().len(),
         writes,

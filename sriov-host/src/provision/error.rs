@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::PfRef;
+use crate::netlink::NetlinkError;
 use crate::pci::PciAddress;
 use crate::sysfs::SysfsError;
 
@@ -32,11 +33,11 @@ pub enum ProvisionError {
     BadDriver { pf: PfRef, driver: String },
     #[error("provision {pf}: PF {ifname} is down: drivers create no VFs (or VFs without carrier) while the PF is down; bring it up or set linkUp")]
     PfDown { pf: PfRef, ifname: String },
-    #[error("provision {pf}: cannot bring PF {ifname} up: {reason}")]
+    #[error("provision {pf}: cannot bring PF {ifname} up: {source}")]
     LinkUp {
         pf: PfRef,
         ifname: String,
-        reason: String,
+        source: NetlinkError,
     },
     #[error("provision {pf}: {what} refused: VF {index} ({vf}) is in use by a pod ({evidence}); remove the pod first")]
     InUse {

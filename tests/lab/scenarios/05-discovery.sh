@@ -17,6 +17,7 @@ step "run $LAB_TEST_LAB_DISCOVERY"
 # shellcheck disable=SC2317 # called through check
 run_test() { "$LAB_TEST_LAB_DISCOVERY" --nocapture --test-threads 1 >"$LAB_OUT/lab_discovery.txt" 2>&1; }
 check "lab_discovery test passes" run_test
+check "lab_discovery ran a test" lab_tests_ran "$LAB_OUT/lab_discovery.txt"
 sed 's/^/    /' "$LAB_OUT/lab_discovery.txt"
 
 pass

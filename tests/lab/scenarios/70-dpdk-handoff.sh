@@ -60,6 +60,7 @@ run_kubelet() {
     "$LAB_TEST_LAB_DPDK" --nocapture --test-threads 1 >"$LAB_OUT/lab_dpdk.txt" 2>&1
 }
 check "test kubelet (lab_dpdk) passes" run_kubelet
+check "lab_dpdk ran a test" lab_tests_ran "$LAB_OUT/lab_dpdk.txt"
 sed 's/^/    /' "$LAB_OUT/lab_dpdk.txt"
 require "allocations written" test -s "$alloc"
 vf_d=$(jq -r '.pods.dpdk.ids[0]' "$alloc")

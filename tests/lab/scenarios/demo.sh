@@ -81,6 +81,7 @@ run_kubelet || rc=$?
 grep -v '^running \|^test result\|^$\|^ok$\|^allocations written\|^successes\|^    lab_' "$LAB_OUT/lab_dpdk.txt" |
   sed 's/^test lab_[a-z_]* \.\.\. //; s/^/  /'
 [ "$rc" = 0 ] || fail "test kubelet failed (exit $rc)"
+lab_tests_ran "$LAB_OUT/lab_dpdk.txt" || fail "the test kubelet ran no test"
 vf_a=$(jq -r '.pods.kernel.ids[0]' "$alloc")
 vf_b=$(jq -r '.pods.kernel2.ids[0]' "$alloc")
 vf_d=$(jq -r '.pods.dpdk.ids[0]' "$alloc")

@@ -6,30 +6,25 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sriov_host::netlink::Netlink;
+use sriov_host::netlink::{Netlink, NetlinkError};
 use sriov_host::provision::{
-    PfLink, PfRef, ProvisionReport, ProvisionRequest, Provisioner, VfDriverRule,
+    PfLink, PfRef, ProvisionError, ProvisionReport, ProvisionRequest, Provisioner,
 };
 use sriov_host::Sysfs;
-
-use crate::provision::Provision;
 
 /// The PF link over rtnetlink, in the plugin's network namespace. A socket per call: these calls
 /// are rare and a failed socket must not poison later ones.
 pub struct NetlinkPfLink;
 
 impl PfLink for NetlinkPfLink {
-    fn is_up(&self, ifname: &str) -> Result<bool, String> {
-        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-        nl.link_by_name(ifname)
-            .map(|l| l.up)
-            .map_err(|e| e.to_string())
+    fn is_up(&self, ifname: &str) -> Result<bool, NetlinkError> {
+        Ok(Netlink::open()?.link_by_name(ifname)?.up)
     }
 
-    fn set_up(&self, ifname: &str) -> Result<(), String> {
-        let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-        let link = nl.link_by_name(ifname).map_err(|e| e.to_string())?;
-        nl.set_up(&link).map_err(|e| e.to_string())
+    fn set_up(&self, ifname: &str) -> Result<(), NetlinkError> {
+        let mut nl = Netlink::open()?;
+        let link = nl.link_by_name(ifname)?;
+        nl.set_up(&link)
     }
 }
 
@@ -40,28 +35,13 @@ pub fn in_use_dir(devinfo_dir: &Path) -> Option<PathBuf> {
     devinfo_dir.parent().map(|p| p.join("cni"))
 }
 
-/// A `provision` entry as the provisioning library wants it.
-pub fn request(p: &Provision) -> ProvisionRequest {
-    ProvisionRequest {
-        pf: PfRef::parse(&p.pf),
-        num_vfs: p.num_vfs,
-        vf_drivers: p
-            .vf_drivers
-            .iter()
-            .map(|d| VfDriverRule {
-                vfs: d.vfs.clone(),
-                driver: d.driver.clone(),
-            })
-            .collect(),
-        link_up: p.link_up,
-    }
-}
-
 /// What applying one entry came to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outcome {
+    /// The entry's PF, as the config names it.
     pub pf: String,
-    pub result: Result<ProvisionReport, String>,
+    /// What the run did, or why it failed.
+    pub result: Result<ProvisionReport, ProvisionError>,
 }
 
 fn provisioner<'a>(sysfs: &'a Sysfs, link: &'a dyn PfLink, devinfo_dir: &Path) -> Provisioner<'a> {
@@ -72,7 +52,7 @@ fn provisioner<'a>(sysfs: &'a Sysfs, link: &'a dyn PfLink, devinfo_dir: &Path) -
 
 /// Apply every entry, in order. One entry failing does not stop the others; each failure is
 /// logged with the library's precise message and returned. Blocking (waits for the kernel).
-pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Vec<Outcome> {
+pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[ProvisionRequest]) -> Vec<Outcome> {
     if entries.is_empty() {
         return Vec::new();
     }
@@ -81,7 +61,7 @@ pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Ve
     entries
         .iter()
         .map(|e| {
-            let result = prov.apply(&request(e));
+            let result = prov.apply(e);
             match &result {
                 Ok(r) if r.changed() => tracing::info!(
                     pf = %e.pf,
@@ -99,8 +79,8 @@ pub fn apply_all(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Ve
                 ),
             }
             Outcome {
-                pf: e.pf.clone(),
-                result: result.map_err(|e| e.to_string()),
+                pf: e.pf.to_string(),
+                result,
             }
         })
         .collect()
@@ -139,7 +119,7 @@ impl fmt::Display for PlanRow {
 }
 
 /// Compare each entry with what sysfs shows, without changing anything.
-pub fn plan(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Vec<PlanRow> {
+pub fn plan(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[ProvisionRequest]) -> Vec<PlanRow> {
     let link = NetlinkPfLink;
     let prov = provisioner(sysfs, &link, devinfo_dir);
     entries
@@ -148,19 +128,19 @@ pub fn plan(sysfs: &Sysfs, devinfo_dir: &Path, entries: &[Provision]) -> Vec<Pla
         .collect()
 }
 
-fn plan_one(sysfs: &Sysfs, prov: &Provisioner, link: &dyn PfLink, e: &Provision) -> PlanRow {
+fn plan_one(sysfs: &Sysfs, prov: &Provisioner, link: &dyn PfLink, e: &ProvisionRequest) -> PlanRow {
     let mut row = PlanRow {
-        pf: e.pf.clone(),
+        pf: e.pf.to_string(),
         pci: None,
         num_vfs: None,
         total_vfs: None,
         wanted: e.num_vfs,
         problems: Vec::new(),
     };
-    let pci = match PfRef::parse(&e.pf) {
-        PfRef::Pci(a) if sysfs.exists(a) => Some(a),
+    let pci = match &e.pf {
+        PfRef::Pci(a) if sysfs.exists(*a) => Some(*a),
         PfRef::Pci(_) => None,
-        PfRef::Netdev(n) => sysfs.netdev_pci(&n).ok().flatten(),
+        PfRef::Netdev(n) => sysfs.netdev_pci(n).ok().flatten(),
     };
     let Some(pci) = pci else {
         row.problems.push("no such PF".into());

@@ -1,38 +1,18 @@
 //! The `provision` section of the config: which VFs to create on which PF and which driver
-//! each gets. Parsed here; applied before pools are built.
+//! each gets. Parsed here straight into the provisioning library's
+//! [`ProvisionRequest`]; applied before pools are built.
 
 use serde_json::Value;
+use sriov_host::provision::{valid_driver_name, PfRef, ProvisionRequest, VfDriverRule};
 use sriov_host::IndexSet;
 
-use crate::config::{as_bool, as_str, check_keys, kind};
+use crate::json::{as_bool, as_str, check_keys, kind};
 
 const PROVISION_KEYS: &[&str] = &["pf", "numVfs", "vfDrivers", "linkUp"];
 const VF_DRIVER_KEYS: &[&str] = &["vfs", "driver"];
 
-/// One entry of `provision`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Provision {
-    /// `pf`: the PF's netdev name or PCI address.
-    pub pf: String,
-    /// `numVfs`: how many VFs the PF should have.
-    pub num_vfs: u32,
-    /// `vfDrivers`: which driver each VF index range is bound to.
-    pub vf_drivers: Vec<VfDriver>,
-    /// `linkUp`: bring the PF netdev up first (bnxt creates no VFs while its PF is down).
-    pub link_up: bool,
-}
-
-/// One entry of `provision[].vfDrivers`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VfDriver {
-    /// `vfs`: VF indexes such as `"0-3,6"`.
-    pub vfs: IndexSet,
-    /// `driver`: the kernel driver to bind them to.
-    pub driver: String,
-}
-
 /// Parse entry `i` of `provision`; errors are `(key path, problem)`.
-pub(crate) fn parse_provision(i: usize, v: &Value) -> Result<Provision, (String, String)> {
+pub(crate) fn parse_provision(i: usize, v: &Value) -> Result<ProvisionRequest, (String, String)> {
     let at = |k: &str| format!("provision[{i}].{k}");
     let obj = v.as_object().ok_or_else(|| {
         (
@@ -48,7 +28,7 @@ pub(crate) fn parse_provision(i: usize, v: &Value) -> Result<Provision, (String,
                 "missing: expected a PF netdev name or PCI address".into(),
             ))
         }
-        Some(p) => as_str(p).map_err(|e| (at("pf"), e))?.to_string(),
+        Some(p) => PfRef::parse(as_str(p).map_err(|e| (at("pf"), e))?),
     };
     let num_vfs = match obj.get("numVfs") {
         None => return Err((at("numVfs"), "missing: expected a VF count".into())),
@@ -96,16 +76,19 @@ pub(crate) fn parse_provision(i: usize, v: &Value) -> Result<Provision, (String,
                 .get("driver")
                 .ok_or_else(|| (at(".driver"), "missing: expected a driver name".into()))
                 .and_then(|s| as_str(s).map_err(|e| (at(".driver"), e)))?;
-            if driver.is_empty() || driver.contains('/') || driver.starts_with('.') {
-                return Err((at(".driver"), format!("invalid driver name {driver:?}")));
+            if !valid_driver_name(driver) {
+                return Err((
+                    at(".driver"),
+                    format!("invalid driver name {driver:?}: expected letters, digits, '_', '-' or '.', not starting with '.'"),
+                ));
             }
-            vf_drivers.push(VfDriver {
+            vf_drivers.push(VfDriverRule {
                 vfs,
                 driver: driver.to_string(),
             });
         }
     }
-    Ok(Provision {
+    Ok(ProvisionRequest {
         pf,
         num_vfs,
         vf_drivers,

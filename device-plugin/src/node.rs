@@ -10,33 +10,23 @@
 //!   new list on their open ListAndWatch streams, unchanged pools are not touched.
 //! - Every minute a safety-net re-scan catches anything a lost event would have missed.
 //!
-//! A device leaving a pool has that pool's device-info file for it removed.
+//! A pool's own life (server, registration, in-place updates, stop) is [`crate::lifecycle`].
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use sriov_host::discovery::discover;
 use sriov_host::{PciAddress, PciDevice, SysfsError};
-use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocate::HostPaths;
-use crate::cdi::{self, Cdi};
-use crate::cli::{Opts, RegistrationMode};
-use crate::config::{Config, ConfigError, PoolConfig};
+use crate::config::{Config, ConfigError};
+use crate::context::NodeContext;
 use crate::events::Event;
 use crate::health::{Checker, Links};
-use crate::metrics;
-use crate::pool::{assign, HostFacts, Pool, PoolCell};
-use crate::provisioning::{self, Outcome};
-use crate::registration::{run_kubelet_mode, run_watcher_mode};
-use crate::route::default_route_netdevs;
-use crate::server::PluginService;
-use crate::socket::SocketError;
-use crate::watch::DirEvent;
+use crate::lifecycle::{Failure, RunningPool};
+use crate::pool::{assign, Pool};
+use crate::provision_apply;
 
 /// How long after a first PCI uevent the node is re-read, so a burst (VF creation, a rebind)
 /// is handled once.
@@ -47,45 +37,26 @@ pub const SAFETY_NET: Duration = Duration::from_secs(60);
 /// How long the start waits for the first link dump before building pools.
 const FIRST_DUMP_WAIT: Duration = Duration::from_secs(1);
 
-/// A pool with its server.
-struct Running {
-    cell: Arc<PoolCell>,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-/// A pool server that failed (its socket could not be served).
-pub type Failure = (String, SocketError);
-
 pub struct Node {
-    opts: Opts,
-    mode: RegistrationMode,
-    dir_events: Option<broadcast::Sender<DirEvent>>,
-    paths: Arc<HostPaths>,
+    ctx: NodeContext,
     stop: CancellationToken,
     fail: mpsc::UnboundedSender<Failure>,
     config: Config,
     devices: Vec<PciDevice>,
     /// In config order.
-    pools: Vec<Running>,
+    pools: Vec<RunningPool>,
     links: Links,
-    /// The last config error, while the file on disk is invalid.
-    pub last_config_error: Option<String>,
-    /// The result of the last provisioning run, per `provision` entry.
-    pub provisioning: Vec<Outcome>,
-    /// With `--cdi`: the pools' CDI specs.
-    cdi: Option<Arc<Cdi>>,
 }
 
 /// Parse a config file's content, with errors naming the file like [`Config::load`].
-pub fn parse_config(opts: &Opts, content: &[u8]) -> Result<Config, ConfigError> {
-    let path = opts.config.clone();
+pub fn parse_config(ctx: &NodeContext, content: &[u8]) -> Result<Config, ConfigError> {
+    let path = ctx.config_path.clone();
     let value: serde_json::Value =
         serde_json::from_slice(content).map_err(|source| ConfigError::Json {
             path: path.clone(),
             source,
         })?;
-    Config::from_value(&value, &opts.resource_prefix).map_err(|e| ConfigError::Invalid {
+    Config::from_value(&value, &ctx.resource_prefix).map_err(|e| ConfigError::Invalid {
         path,
         source: Box::new(e),
     })
@@ -95,24 +66,15 @@ impl Node {
     /// Provision, discover, build the pools and start their servers. Waits (briefly) for the
     /// first link dump on `events` so the first lists already carry link health; other events
     /// arriving meanwhile are returned to be handled afterwards.
-    #[allow(clippy::too_many_arguments)]
     pub async fn start(
-        opts: Opts,
-        mode: RegistrationMode,
-        dir_events: Option<broadcast::Sender<DirEvent>>,
-        paths: Arc<HostPaths>,
+        ctx: NodeContext,
         stop: CancellationToken,
         config: Config,
         events: &mut mpsc::UnboundedReceiver<Event>,
         fail: mpsc::UnboundedSender<Failure>,
     ) -> Result<(Node, Vec<Event>), SysfsError> {
-        let cdi = opts.cdi.then(|| Arc::new(Cdi::new(&opts.cdi_dir)));
         let mut node = Node {
-            cdi,
-            opts,
-            mode,
-            dir_events,
-            paths,
+            ctx,
             stop,
             fail,
             config: Config {
@@ -122,8 +84,6 @@ impl Node {
             devices: Vec::new(),
             pools: Vec::new(),
             links: Links::default(),
-            last_config_error: None,
-            provisioning: Vec::new(),
         };
         let mut pending = Vec::new();
         let deadline = tokio::time::Instant::now() + FIRST_DUMP_WAIT;
@@ -204,7 +164,7 @@ impl Node {
                     .devices
                     .iter()
                     .filter(|d| d.is_pf())
-                    .flat_map(|d| self.paths.sysfs.netdevs(d.address).unwrap_or_default())
+                    .flat_map(|d| self.ctx.paths.sysfs.netdevs(d.address).unwrap_or_default())
                     .collect();
                 let mut relevant = false;
                 for name in changed.iter().filter(|n| pf_names.contains(*n)) {
@@ -229,31 +189,28 @@ impl Node {
     /// The config file could not be read (too large, not a regular file): like an invalid
     /// config, logged and ignored.
     fn refuse(&mut self, e: String) {
-        tracing::error!(config = %self.opts.config.display(), error = %e, "config refused; the running pools keep serving unchanged");
-        metrics::config_reload(false, Some(&e));
-        self.last_config_error = Some(e);
+        tracing::error!(config = %self.ctx.config_path.display(), error = %e, "config refused; the running pools keep serving unchanged");
+        self.ctx.metrics.config_reload(false);
     }
 
     /// A new config file content: validate, provision, rebuild and diff the pools.
     pub async fn reload(&mut self, content: &[u8]) {
         let started = Instant::now();
-        let config = match parse_config(&self.opts, content) {
+        let config = match parse_config(&self.ctx, content) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(config = %self.opts.config.display(), error = %e, "invalid config ignored; the running pools keep serving unchanged");
-                self.last_config_error = Some(e.to_string());
-                metrics::config_reload(false, Some(&e.to_string()));
+                tracing::error!(config = %self.ctx.config_path.display(), error = %e, "invalid config ignored; the running pools keep serving unchanged");
+                self.ctx.metrics.config_reload(false);
                 return;
             }
         };
-        self.last_config_error = None;
-        metrics::config_reload(true, None);
-        tracing::info!(config = %self.opts.config.display(), pools = config.pools.len(), provision = config.provision.len(), "config changed; applying");
+        self.ctx.metrics.config_reload(true);
+        tracing::info!(config = %self.ctx.config_path.display(), pools = config.pools.len(), provision = config.provision.len(), "config changed; applying");
         self.provision(&config).await;
         let devices = match self.discover() {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(root = %self.opts.sysfs_root.display(), error = %e, "discovery failed; the running pools keep serving unchanged");
+                tracing::error!(root = %self.ctx.paths.sysfs.root().display(), error = %e, "discovery failed; the running pools keep serving unchanged");
                 return;
             }
         };
@@ -263,20 +220,19 @@ impl Node {
 
     async fn provision(&mut self, config: &Config) {
         if config.provision.is_empty() {
-            self.provisioning.clear();
             return;
         }
-        let sysfs = self.paths.sysfs.clone();
-        let devinfo = self.paths.devinfo_dir.clone();
+        let sysfs = self.ctx.paths.sysfs.clone();
+        let devinfo = self.ctx.paths.devinfo_dir.clone();
         let entries = config.provision.clone();
         let out = tokio::task::spawn_blocking(move || {
-            provisioning::apply_all(&sysfs, &devinfo, &entries)
+            provision_apply::apply_all(&sysfs, &devinfo, &entries)
         })
         .await;
         match out {
             Ok(o) => {
                 let failed = o.iter().filter(|o| o.result.is_err()).count();
-                metrics::provision_run(failed == 0);
+                self.ctx.metrics.provision_run(failed == 0);
                 if failed > 0 {
                     tracing::error!(
                         failed,
@@ -284,37 +240,34 @@ impl Node {
                         "provisioning incomplete; see the errors above and `sriov-device-plugin inventory`"
                     );
                 }
-                self.provisioning = o;
             }
             Err(e) => {
-                metrics::provision_run(false);
+                self.ctx.metrics.provision_run(false);
                 tracing::error!(error = %e, "provisioning task failed")
             }
         }
     }
 
     fn discover(&self) -> Result<Vec<PciDevice>, SysfsError> {
-        discover(&self.paths.sysfs)
-    }
-
-    fn facts(&self) -> HostFacts {
-        HostFacts {
-            excluded_netdevs: default_route_netdevs(std::path::Path::new("/proc/net")),
-            vhost_net_available: self.opts.dev_root.join("vhost-net").exists(),
-        }
+        discover(&self.ctx.paths.sysfs)
     }
 
     /// Build the pools of `config` from `devices` and make the running set match.
     async fn apply(&mut self, config: Config, devices: Vec<PciDevice>) {
-        let assigned = assign(&self.paths.sysfs, &devices, &config, &self.facts());
-        let mut old: HashMap<String, Running> = std::mem::take(&mut self.pools)
+        let assigned = assign(
+            &self.ctx.paths.sysfs,
+            &devices,
+            &config,
+            &self.ctx.paths.facts(),
+        );
+        let mut old: HashMap<String, RunningPool> = std::mem::take(&mut self.pools)
             .into_iter()
             .map(|r| (r.cell.get().config.resource.to_string(), r))
             .collect();
         for (pc, members) in config.pools.iter().zip(assigned) {
             match old.remove(&pc.resource.to_string()) {
                 Some(run) => {
-                    self.update(&run, pc.clone(), members);
+                    run.update(&self.ctx.paths, pc.clone(), members);
                     self.pools.push(run);
                 }
                 None => {
@@ -322,21 +275,21 @@ impl Node {
                     let pool = Pool::new(pc.clone(), members);
                     // Its first list already carries health.
                     {
-                        let checker = Checker::new(&self.paths.sysfs, &self.links);
+                        let checker = Checker::new(&self.ctx.paths.sysfs, &self.links);
                         pool.refresh(|d| checker.check(d));
                     }
-                    let run = self.start_pool(pool);
+                    let run = RunningPool::start(&self.ctx, pool, &self.stop, self.fail.clone());
                     self.pools.push(run);
                 }
             }
         }
         self.config = config;
-        metrics::record_pfs(&devices);
+        self.ctx.metrics.record_pfs(&devices);
         self.devices = devices;
         self.refresh_health();
         for (name, run) in old {
             tracing::info!(pool = %name, "pool removed from the config: stopping");
-            self.stop_pool(run).await;
+            run.stop(&self.ctx.paths).await;
         }
     }
 
@@ -357,121 +310,30 @@ impl Node {
                 .iter()
                 .flat_map(|r| r.cell.get().devices.keys().copied().collect::<Vec<_>>())
                 .collect();
-            let assigned = assign(&self.paths.sysfs, &devices, &self.config, &self.facts());
+            let assigned = assign(
+                &self.ctx.paths.sysfs,
+                &devices,
+                &self.config,
+                &self.ctx.paths.facts(),
+            );
             for (run, fresh) in self.pools.iter().zip(assigned) {
                 let cur = run.cell.get();
                 let mut members: Vec<PciDevice> = cur.devices.values().cloned().collect();
                 members.extend(fresh.into_iter().filter(|d| !pooled.contains(&d.address)));
-                self.update(run, cur.config.clone(), members);
+                run.update(&self.ctx.paths, cur.config.clone(), members);
             }
-            metrics::record_pfs(&devices);
+            self.ctx.metrics.record_pfs(&devices);
             self.devices = devices;
         }
         self.refresh_health();
     }
 
-    /// Swap a running pool's snapshot when its config or device set changed; remove the
-    /// device-info files of devices that left.
-    fn update(&self, run: &Running, config: PoolConfig, members: Vec<PciDevice>) {
-        let cur = run.cell.get();
-        let before: BTreeSet<PciAddress> = cur.devices.keys().copied().collect();
-        let after: BTreeSet<PciAddress> = members.iter().map(|d| d.address).collect();
-        if cur.config == config && before == after {
-            return;
-        }
-        let left: Vec<PciAddress> = before.difference(&after).copied().collect();
-        let joined = after.difference(&before).count();
-        tracing::info!(
-            pool = %config.resource,
-            devices = after.len(),
-            joined,
-            left = left.len(),
-            config_changed = cur.config != config,
-            "pool changed"
-        );
-        self.remove_devinfo(&cur.config, &left);
-        run.cell.set(cur.successor(config, members));
-    }
-
-    fn remove_devinfo(&self, config: &PoolConfig, gone: &[PciAddress]) {
-        for a in gone {
-            let path: PathBuf = self
-                .paths
-                .devinfo_dir
-                .join(config.resource.devinfo_file(&a.to_string()));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(pool = %config.resource, pci = %a, path = %path.display(), "device-info file removed")
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove device-info file")
-                }
-            }
-        }
-    }
-
     /// Re-evaluate every pooled device's health; streams hear only about real changes.
     fn refresh_health(&self) {
-        let checker = Checker::new(&self.paths.sysfs, &self.links);
+        let checker = Checker::new(&self.ctx.paths.sysfs, &self.links);
         for run in &self.pools {
             let pool = run.cell.get();
             pool.refresh(|d| checker.check(d));
-        }
-    }
-
-    fn start_pool(&self, pool: Pool) -> Running {
-        let resource = pool.config.resource.to_string();
-        let cell = PoolCell::new(pool);
-        let stop = self.stop.child_token();
-        let svc = PluginService {
-            pool: cell.clone(),
-            paths: self.paths.clone(),
-            stop: stop.clone(),
-            cdi: self.cdi.clone(),
-        };
-        metrics::spawn_pool_watch(metrics::global(), &cell.get(), stop.clone());
-        if let Some(cdi) = &self.cdi {
-            cdi::spawn_sync(cdi.clone(), &cell, self.paths.clone(), stop.clone());
-        }
-        let fail = self.fail.clone();
-        let task = match (&self.mode, &self.dir_events) {
-            (RegistrationMode::Watcher, _) | (_, None) => {
-                let fut =
-                    run_watcher_mode(svc, self.opts.plugins_registry_dir.clone(), stop.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        let _ = fail.send((resource, e));
-                    }
-                })
-            }
-            (_, Some(events)) => {
-                let fut = run_kubelet_mode(
-                    svc,
-                    self.opts.device_plugins_dir.clone(),
-                    events.subscribe(),
-                    stop.clone(),
-                );
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        let _ = fail.send((resource, e));
-                    }
-                })
-            }
-        };
-        Running { cell, stop, task }
-    }
-
-    async fn stop_pool(&self, run: Running) {
-        run.stop.cancel();
-        let pool = run.cell.get();
-        let all: Vec<PciAddress> = pool.devices.keys().copied().collect();
-        self.remove_devinfo(&pool.config, &all);
-        if tokio::time::timeout(Duration::from_secs(3), run.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(pool = %pool.config.resource, "pool server did not stop within 3 s");
         }
     }
 
@@ -479,12 +341,7 @@ impl Node {
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         for run in std::mem::take(&mut self.pools) {
-            let _ = tokio::time::timeout(Duration::from_secs(3), run.task).await;
-            if let Some(cdi) = &self.cdi {
-                if let Err(e) = cdi.remove(&run.cell.get().config.resource) {
-                    tracing::warn!(error = %e, "CDI spec left behind");
-                }
-            }
+            run.finish(self.ctx.cdi.as_deref()).await;
         }
     }
 }
