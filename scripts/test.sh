@@ -30,5 +30,6 @@ echo "== fuzzing, quick mode (every parser of outside input, 20 s each; docs/fuz
 bash scripts/fuzz.sh 20
 echo "== benchmarks, quick mode (checks the harness runs)"
 bash bench/run.sh --quick
+bash bench/peers.sh --quick
 echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all

@@ -8,8 +8,10 @@
 //! (comma-separated VF counts), `BENCH_DP_STARTS`, `BENCH_ALLOC_CALLERS`, `BENCH_ALLOC_CALLS`,
 //! `BENCH_RESTARTS`, `BENCH_REACT_TIMEOUT_S`.
 
+mod behaviour;
 mod cni;
 mod dp;
+mod peers_cni;
 mod react;
 mod report;
 mod stats;
@@ -164,18 +166,33 @@ fn main() -> Result<()> {
             "dp" => rt.block_on(dp::scale(&s))?,
             "react" => rt.block_on(react::reactions(&s))?,
             "conc" => cni::concurrency(&s)?,
-            other => bail!("BENCH_SECTIONS: unknown section {other:?} (cni, dp, react, conc)"),
+            "peers-cni" => {
+                let mut secs = peers_cni::timing(&s)?;
+                let last = secs.pop().context("no section")?;
+                for sec in secs {
+                    print!("{}", sec.text());
+                    sections.push(sec);
+                }
+                last
+            }
+            "behaviour" => behaviour::table(&s)?,
+            other => bail!("BENCH_SECTIONS: unknown section {other:?} (cni, dp, react, conc, peers-cni, behaviour)"),
         };
         print!("{}", sec.text());
         sections.push(sec);
     }
     if let Some(path) = out {
-        let command = if quick {
-            "bench/run.sh --quick"
-        } else {
-            "bench/run.sh"
+        let peers = s
+            .sections
+            .iter()
+            .any(|n| n == "peers-cni" || n == "behaviour");
+        let command = match (peers, quick) {
+            (true, true) => "bench/peers.sh --quick",
+            (true, false) => "bench/peers.sh",
+            (false, true) => "bench/run.sh --quick",
+            (false, false) => "bench/run.sh",
         };
-        let binaries = vec![
+        let mut binaries = vec![
             (
                 "CNI (SRIOV_CNI_BIN)".to_string(),
                 format!("`{}`", relative(&s.cni_bin)),
@@ -192,6 +209,9 @@ fn main() -> Result<()> {
                 ),
             ),
         ];
+        if peers {
+            binaries.extend(peers_cni::binaries());
+        }
         let md = report::markdown(&machine, command, &binaries, &sections);
         report::write_into(&path, &md).with_context(|| format!("writing {}", path.display()))?;
         println!("\nreport written to {}", path.display());
