@@ -73,6 +73,10 @@ if [ ! -x "$vethbed" ]; then
   trap - EXIT
 fi
 
+# The lab guest sees this checkout but not the cache: scenario 80 takes upstream from here.
+mkdir -p target/peers
+cp -f "$cache/bin/sriov" target/peers/sriov-v2.10.0
+
 export SRIOV_UPSTREAM_CNI_BIN=$cache/bin/sriov
 export SRIOV_UPSTREAM_CNI_VETHBED_BIN=$vethbed
 export BENCH_SECTIONS=${BENCH_SECTIONS:-peers-cni,behaviour}
