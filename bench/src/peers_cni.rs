@@ -26,9 +26,11 @@ use crate::stats::{ms, Samples};
 use crate::Settings;
 
 /// A mount namespace with the fake sysfs over `/sys` and a private tmpfs over `/var/lib`
-/// (with `/var/lib/cni/sriov` bound to `state`), held open by a sleeping process.
+/// (with `/var/lib/cni/sriov` bound to `state`), held open by a process that lives as long as
+/// the Stage (or this process).
 pub struct Stage {
     holder: Child,
+    _lifeline: std::process::ChildStdin,
     ns: File,
     /// Upstream's `/var/lib/cni/sriov`, seen from the host.
     _state: tempfile::TempDir,
@@ -40,7 +42,7 @@ impl Stage {
         let script =
             "set -e; mount --bind \"$1\" /sys; mount -t tmpfs -o mode=0755 peers /var/lib; \
                       mkdir -p /var/lib/cni/sriov; mount --bind \"$2\" /var/lib/cni/sriov; \
-                      echo ready; exec sleep 86400";
+                      echo ready; read -r _ || true";
         let mut holder = Command::new("unshare")
             .args([
                 "--mount",
@@ -53,10 +55,13 @@ impl Stage {
             ])
             .arg(sys)
             .arg(state.path())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .context("unshare (util-linux)")?;
+        // The holder waits on this pipe: if we die without dropping the Stage (a panic with
+        // panic=abort), the pipe closes and the holder exits with us.
+        let lifeline = holder.stdin.take().context("holder stdin")?;
         let mut line = String::new();
         let out = holder.stdout.take().context("holder stdout")?;
         BufReader::new(out).read_line(&mut line)?;
@@ -68,6 +73,7 @@ impl Stage {
         let ns = File::open(format!("/proc/{}/ns/mnt", holder.id()))?;
         Ok(Stage {
             holder,
+            _lifeline: lifeline,
             ns,
             _state: state,
         })
