@@ -112,7 +112,11 @@ async fn sigkill_restart_serves_and_registers_each_pool_once(mode: &str) {
 /// birth time (musl) is tested the same way.
 fn identity(p: &std::path::Path) -> FileIdentity {
     let id = FileIdentity::of(p).unwrap();
-    assert!(id.born.is_some(), "{}: no birth time on this filesystem", p.display());
+    assert!(
+        id.born.is_some(),
+        "{}: no birth time on this filesystem",
+        p.display()
+    );
     id
 }
 
