@@ -29,7 +29,9 @@ pub use error::ProvisionError;
 /// How a `provision` entry names its PF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PfRef {
+    /// By its netdev name in the plugin's network namespace, e.g. `enp3s0f0`.
     Netdev(String),
+    /// By PCI address: stable across renames and usable when the PF has no netdev.
     Pci(PciAddress),
 }
 
@@ -54,16 +56,22 @@ impl PfRef {
 /// One VF range and the driver it must be bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VfDriverRule {
+    /// The VF indexes the rule covers.
     pub vfs: IndexSet,
+    /// The kernel driver (module name) to bind them to, e.g. `vfio-pci`.
     pub driver: String,
 }
 
 /// What one `provision` entry asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionRequest {
+    /// The PF to provision.
     pub pf: PfRef,
+    /// How many VFs it must have (`sriov_numvfs`); 0 removes them all.
     pub num_vfs: u32,
+    /// Which VFs get which driver; VFs no rule names are left on whatever driver they have.
     pub vf_drivers: Vec<VfDriverRule>,
+    /// Bring the PF up first if it is down, instead of refusing.
     pub link_up: bool,
 }
 
@@ -78,14 +86,20 @@ pub trait PfLink {
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProvisionReport {
+    /// The PF the request resolved to; `None` only in a default report.
     pub pf: Option<PciAddress>,
+    /// Whether the PF was down and was brought up.
     pub link_raised: bool,
+    /// `sriov_numvfs` before the run.
     pub vfs_before: u32,
+    /// `sriov_numvfs` after the run.
     pub vfs_after: u32,
+    /// VFs moved to another driver: index, PCI address, new driver.
     pub rebound: Vec<(u32, PciAddress, String)>,
 }
 
 impl ProvisionReport {
+    /// Whether the run changed anything on the host.
     pub fn changed(&self) -> bool {
         self.link_raised || self.vfs_before != self.vfs_after || !self.rebound.is_empty()
     }
@@ -94,7 +108,9 @@ impl ProvisionReport {
 /// Bounds for the kernel's work.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// How long to wait for the kernel to create VFs after writing `sriov_numvfs`.
     pub create: Duration,
+    /// How long to wait for one VF to bind to its driver.
     pub bind: Duration,
 }
 
@@ -109,15 +125,20 @@ impl Default for Timeouts {
 
 /// Carries out provisioning requests against one sysfs tree.
 pub struct Provisioner<'a> {
+    /// The sysfs tree to read and write.
     pub sysfs: &'a Sysfs,
+    /// The PF link operations (rtnetlink on a node, a fake in tests).
     pub link: &'a dyn PfLink,
     /// Directories whose files name VFs attached to pods (the CNI's device-info files).
     pub in_use_dirs: Vec<PathBuf>,
+    /// How long to wait for the kernel.
     pub timeouts: Timeouts,
     events: Option<UeventListener>,
 }
 
 impl<'a> Provisioner<'a> {
+    /// A provisioner with default timeouts and no in-use directories; it waits on uevents,
+    /// or polls sysfs every 50 ms when no uevent socket can be opened.
     pub fn new(sysfs: &'a Sysfs, link: &'a dyn PfLink) -> Self {
         let events = match UeventListener::open() {
             Ok(l) => Some(l),
