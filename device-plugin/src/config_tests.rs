@@ -316,3 +316,39 @@ fn one_key_in_two_cases_is_refused() {
     );
     assert!(e.contains("given twice"), "{e}");
 }
+
+#[test]
+fn a_pool_with_many_mistakes_reports_them_in_key_order() {
+    let mut pool = json!({
+        "bogus": 1,
+        "resourceName": 7,
+        "resourcePrefix": 7,
+        "deviceType": "gpu",
+        "excludeTopology": "yes",
+        "selectors": 3,
+        "additionalInfo": 4,
+        "allocationPolicy": "dense"
+    });
+    // Each step fixes the mistake reported, and the next one in the fixed order shows.
+    let steps: &[(&str, &str, Option<Value>)] = &[
+        ("resourceList[0]", "bogus", None),
+        ("resourceList[0]", "resourceName", Some(json!("a"))),
+        ("a", "resourcePrefix", Some(json!("x.com"))),
+        ("a", "deviceType", None),
+        ("a", "excludeTopology", None),
+        ("a", "selectors", Some(json!({}))),
+        ("a", "additionalInfo", None),
+        ("a", "allocationPolicy", None),
+    ];
+    for (label, key, fix) in steps {
+        let e = err(json!({"resourceList": [pool.clone()]}));
+        let want = format!("pool {label:?}: {key}: ");
+        assert!(e.starts_with(&want), "expected {want:?}..., got {e:?}");
+        let obj = pool.as_object_mut().unwrap();
+        match fix {
+            Some(v) => obj.insert(key.to_string(), v.clone()),
+            None => obj.remove(*key),
+        };
+    }
+    parse(json!({"resourceList": [pool]})).unwrap();
+}
