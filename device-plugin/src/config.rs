@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::json::{as_bool, as_str, kind, upstream_keys};
+use crate::json::{as_bool, as_str, kind, upstream_keys, KeyError};
 use crate::provision_config::parse_provision;
 use crate::resource::ResourceName;
 use crate::selectors::Selector;
@@ -209,7 +209,7 @@ impl Config {
         let obj = v
             .as_object()
             .ok_or_else(|| top("config", format!("expected an object, got {}", kind(v))))?;
-        let obj = &upstream_keys(obj, TOP_KEYS, &[]).map_err(|(k, p)| top(&k, p))?;
+        let obj = &upstream_keys(obj, TOP_KEYS, &[]).map_err(|e| top(&e.key, e.problem))?;
         let list = obj
             .get("resourceList")
             .ok_or_else(|| top("resourceList", "missing: expected a list of pools".into()))?
@@ -229,7 +229,7 @@ impl Config {
             Some(Value::Array(a)) => a
                 .iter()
                 .enumerate()
-                .map(|(i, p)| parse_provision(i, p).map_err(|(k, e)| top(&k, e)))
+                .map(|(i, p)| parse_provision(i, p).map_err(|e| top(&e.key, e.problem)))
                 .collect::<Result<_, _>>()?,
             Some(other) => {
                 return Err(top(
@@ -266,6 +266,11 @@ impl PoolErr {
             problem,
         }
     }
+
+    /// The error for a [`KeyError`] found inside the pool.
+    fn key(&self, e: KeyError) -> ConfigError {
+        self.at(&e.key, e.problem)
+    }
 }
 
 /// One `resourceList` entry. The keys are checked in a fixed order (unknown keys, name and
@@ -279,7 +284,7 @@ fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, C
             format!("expected an object, got {}", kind(v)),
         )
     })?;
-    let obj = &upstream_keys(obj, POOL_KEYS, POOL_IGNORED).map_err(|(k, p)| e.at(&k, p))?;
+    let obj = &upstream_keys(obj, POOL_KEYS, POOL_IGNORED).map_err(|k| e.key(k))?;
     let resource = parse_resource(obj, default_prefix, &e)?;
     let device_type = parse_device_type(obj, &e)?;
     let exclude_topology = match obj.get("excludeTopology") {
@@ -289,7 +294,7 @@ fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, C
     let selectors = parse_selectors(obj, &e)?;
     let additional_info = match obj.get("additionalInfo") {
         None => BTreeMap::new(),
-        Some(a) => parse_additional_info(a).map_err(|(k, p)| e.at(&k, p))?,
+        Some(a) => parse_additional_info(a).map_err(|k| e.key(k))?,
     };
     let allocation_policy = parse_allocation_policy(obj, &e)?;
     Ok(PoolConfig {
@@ -390,14 +395,11 @@ fn parse_allocation_policy(
 /// every device.
 fn parse_additional_info(
     v: &Value,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>, (String, String)> {
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, KeyError> {
     let key = "additionalInfo";
-    let obj = v.as_object().ok_or_else(|| {
-        (
-            key.to_string(),
-            format!("expected an object, got {}", kind(v)),
-        )
-    })?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| KeyError::new(key, format!("expected an object, got {}", kind(v))))?;
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (k, val) in obj {
         match val {
@@ -409,12 +411,12 @@ fn parse_additional_info(
             Value::Object(inner) => {
                 let m = out.entry(k.clone()).or_default();
                 for (ik, iv) in inner {
-                    let s = as_str(iv).map_err(|p| (format!("{key}.{k}.{ik}"), p))?;
+                    let s = as_str(iv).map_err(|p| KeyError::new(format!("{key}.{k}.{ik}"), p))?;
                     m.insert(ik.clone(), s.to_string());
                 }
             }
             other => {
-                return Err((
+                return Err(KeyError::new(
                     format!("{key}.{k}"),
                     format!(
                         "expected a string or an object of strings, got {}",

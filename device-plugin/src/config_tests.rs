@@ -352,3 +352,30 @@ fn a_pool_with_many_mistakes_reports_them_in_key_order() {
     }
     parse(json!({"resourceList": [pool]})).unwrap();
 }
+
+#[test]
+fn key_errors_keep_their_exact_text() {
+    let sel = json!({"vendors": ["8086"]});
+    let cases = [
+        json!({"resourceList": [], "bogus": 1}),
+        json!({"resourceList": [], "provision": [3]}),
+        json!({"resourceList": [], "provision": [{"pf": "x", "numVfs": -1}]}),
+        json!({"resourceList": [], "provision": [{"pf": "x", "numVfs": 1, "vfDrivers": [{"vfs": "0", "drivr": "x"}]}]}),
+        json!({"resourceList": [{"resourceName": "a", "selectors": sel, "additionalInfo": {"*": {"k": 1}}}]}),
+        json!({"resourceList": [{"resourceName": "a", "selectors": sel, "additionalInfo": 3}]}),
+        json!({"resourceList": [{"resourceName": "a", "ResourceName": "b", "selectors": sel}]}),
+    ];
+    let got: Vec<String> = cases.into_iter().map(err).collect();
+    assert_eq!(
+        got,
+        [
+            "bogus: unknown key (known keys: resourceList, provision)",
+            "provision[0]: expected an object, got 3",
+            "provision[0].numVfs: expected a non-negative integer, got -1",
+            "provision[0].vfDrivers[0].drivr: unknown key (did you mean \"driver\"?)",
+            "pool \"a\": additionalInfo.*.k: expected a string, got 1",
+            "pool \"a\": additionalInfo: expected an object, got 3",
+            "pool \"a\": resourceName: given twice, as \"resourceName\" in another case: keep one",
+        ]
+    );
+}
