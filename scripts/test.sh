@@ -64,8 +64,8 @@ echo "== fuzzing, quick mode (every parser of outside input, 20 s each; docs/fuz
 bash scripts/fuzz.sh 20
 echo "== benchmarks, quick mode (checks the harness runs)"
 bash bench/run.sh --quick
-echo "== device plugin side by side with upstream sriovdp, quick mode (docs/peers.md)"
-bash bench/peers-dp.sh --quick
+echo "== side by side with upstream sriov-cni and sriovdp, quick mode (bench/peers.sh, docs/peers.md)"
+bash bench/peers.sh --quick
 echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all
 echo "== arm64: the tests built for aarch64, run under qemu-aarch64 (scripts/test-arm64.sh)"

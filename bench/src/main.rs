@@ -8,8 +8,10 @@
 //! (comma-separated VF counts), `BENCH_DP_STARTS`, `BENCH_ALLOC_CALLERS`, `BENCH_ALLOC_CALLS`,
 //! `BENCH_RESTARTS`, `BENCH_REACT_TIMEOUT_S`.
 
+mod behaviour;
 mod cni;
 mod dp;
+mod peers_cni;
 mod peers_dp;
 mod react;
 mod report;
@@ -150,7 +152,10 @@ fn main() -> Result<()> {
         }
     }
     // The peers sections write docs/peers.md themselves.
-    let ours_only = s.sections.iter().any(|x| !x.starts_with("peers"));
+    let ours_only = s
+        .sections
+        .iter()
+        .any(|x| !x.starts_with("peers") && x != "behaviour");
     let out = out.or_else(|| (!quick && ours_only).then(|| PathBuf::from("docs/benchmarks.md")));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -167,10 +172,21 @@ fn main() -> Result<()> {
             "dp" => rt.block_on(dp::scale(&s))?,
             "react" => rt.block_on(react::reactions(&s))?,
             "conc" => cni::concurrency(&s)?,
-            "peers-dp" => rt.block_on(peers_dp::side_by_side(&s))?,
-            other => {
-                bail!("BENCH_SECTIONS: unknown section {other:?} (cni, dp, react, conc, peers-dp)")
+            "peers-cni" => {
+                let mut secs = peers_cni::timing(&s)?;
+                let last = secs.pop().context("no section")?;
+                for sec in secs {
+                    print!("{}", sec.text());
+                    sections.push(sec);
+                }
+                last
             }
+            "behaviour" => behaviour::table(&s)?,
+            "peers-dp" => rt.block_on(peers_dp::side_by_side(&s))?,
+            other => bail!(
+                "BENCH_SECTIONS: unknown section {other:?} \
+                 (cni, dp, react, conc, peers-cni, behaviour, peers-dp)"
+            ),
         };
         print!("{}", sec.text());
         if name == "peers-dp" && !quick {
@@ -181,12 +197,17 @@ fn main() -> Result<()> {
         sections.push(sec);
     }
     if let Some(path) = out {
-        let command = if quick {
-            "bench/run.sh --quick"
-        } else {
-            "bench/run.sh"
+        let peers = s
+            .sections
+            .iter()
+            .any(|n| n == "peers-cni" || n == "behaviour");
+        let command = match (peers, quick) {
+            (true, true) => "bench/peers.sh --quick",
+            (true, false) => "bench/peers.sh",
+            (false, true) => "bench/run.sh --quick",
+            (false, false) => "bench/run.sh",
         };
-        let binaries = vec![
+        let mut binaries = vec![
             (
                 "CNI (SRIOV_CNI_BIN)".to_string(),
                 format!("`{}`", relative(&s.cni_bin)),
@@ -203,6 +224,9 @@ fn main() -> Result<()> {
                 ),
             ),
         ];
+        if peers {
+            binaries.extend(peers_cni::binaries());
+        }
         let md = report::markdown(&machine, command, &binaries, &sections);
         report::write_into(&path, &md).with_context(|| format!("writing {}", path.display()))?;
         println!("\nreport written to {}", path.display());

@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::json::{as_bool, as_str, kind, upstream_keys};
+use crate::json::{as_bool, as_str, kind, upstream_keys, KeyError};
 use crate::provision_config::parse_provision;
 use crate::resource::ResourceName;
 use crate::selectors::Selector;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sriov_host::provision::ProvisionRequest;
 
 /// The whole config file.
@@ -209,7 +209,7 @@ impl Config {
         let obj = v
             .as_object()
             .ok_or_else(|| top("config", format!("expected an object, got {}", kind(v))))?;
-        let obj = &upstream_keys(obj, TOP_KEYS, &[]).map_err(|(k, p)| top(&k, p))?;
+        let obj = &upstream_keys(obj, TOP_KEYS, &[]).map_err(|e| top(&e.key, e.problem))?;
         let list = obj
             .get("resourceList")
             .ok_or_else(|| top("resourceList", "missing: expected a list of pools".into()))?
@@ -229,7 +229,7 @@ impl Config {
             Some(Value::Array(a)) => a
                 .iter()
                 .enumerate()
-                .map(|(i, p)| parse_provision(i, p).map_err(|(k, e)| top(&k, e)))
+                .map(|(i, p)| parse_provision(i, p).map_err(|e| top(&e.key, e.problem)))
                 .collect::<Result<_, _>>()?,
             Some(other) => {
                 return Err(top(
@@ -242,107 +242,61 @@ impl Config {
     }
 }
 
+/// Builds the errors of one pool, named by its `resourceName` (or its place in `resourceList`
+/// when it has none).
+struct PoolErr {
+    pool: String,
+}
+
+impl PoolErr {
+    fn new(i: usize, v: &Value) -> PoolErr {
+        let pool = v
+            .get("resourceName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("resourceList[{i}]"));
+        PoolErr { pool }
+    }
+
+    /// The error for `key` (a path inside the pool, such as `selectors[1].vendors`).
+    fn at(&self, key: &str, problem: String) -> ConfigError {
+        ConfigError::Pool {
+            pool: self.pool.clone(),
+            key: key.to_string(),
+            problem,
+        }
+    }
+
+    /// The error for a [`KeyError`] found inside the pool.
+    fn key(&self, e: KeyError) -> ConfigError {
+        self.at(&e.key, e.problem)
+    }
+}
+
+/// One `resourceList` entry. The keys are checked in a fixed order (unknown keys, name and
+/// prefix, `deviceType`, `excludeTopology`, `selectors`, `additionalInfo`,
+/// `allocationPolicy`), so a pool with several mistakes always reports the same one first.
 fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, ConfigError> {
-    let label = v
-        .get("resourceName")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("resourceList[{i}]"));
-    let err = |key: &str, problem: String| ConfigError::Pool {
-        pool: label.clone(),
-        key: key.to_string(),
-        problem,
-    };
+    let e = PoolErr::new(i, v);
     let obj = v.as_object().ok_or_else(|| {
-        err(
+        e.at(
             "resourceList",
             format!("expected an object, got {}", kind(v)),
         )
     })?;
-    let obj = &upstream_keys(obj, POOL_KEYS, POOL_IGNORED).map_err(|(k, p)| err(&k, p))?;
-    let name = match obj.get("resourceName") {
-        None => {
-            return Err(err(
-                "resourceName",
-                "missing: every pool needs a name".into(),
-            ))
-        }
-        Some(n) => as_str(n).map_err(|p| err("resourceName", p))?,
-    };
-    let prefix = match obj.get("resourcePrefix") {
-        None => default_prefix,
-        Some(p) => as_str(p).map_err(|e| err("resourcePrefix", e))?,
-    };
-    let resource = ResourceName::new(prefix, name).map_err(|e| {
-        let key = if matches!(e, crate::resource::ResourceNameError::Name(_)) {
-            "resourceName"
-        } else {
-            "resourcePrefix"
-        };
-        err(key, e.to_string())
-    })?;
-    let device_type = match obj.get("deviceType") {
-        None => DeviceType::NetDevice,
-        Some(t) => match as_str(t).map_err(|e| err("deviceType", e))? {
-            "netDevice" => DeviceType::NetDevice,
-            "accelerator" => DeviceType::Accelerator,
-            other => {
-                return Err(err(
-                    "deviceType",
-                    format!(
-                        "unsupported value {other:?}: expected \"netDevice\" or \"accelerator\""
-                    ),
-                ))
-            }
-        },
-    };
+    let obj = &upstream_keys(obj, POOL_KEYS, POOL_IGNORED).map_err(|k| e.key(k))?;
+    let resource = parse_resource(obj, default_prefix, &e)?;
+    let device_type = parse_device_type(obj, &e)?;
     let exclude_topology = match obj.get("excludeTopology") {
         None => false,
-        Some(b) => as_bool(b).map_err(|e| err("excludeTopology", e))?,
+        Some(b) => as_bool(b).map_err(|p| e.at("excludeTopology", p))?,
     };
-    let selectors = match obj.get("selectors") {
-        None => {
-            return Err(err(
-                "selectors",
-                "missing: expected an object or a list of objects".into(),
-            ))
-        }
-        Some(Value::Object(_)) => vec![Selector::parse(&obj["selectors"])
-            .map_err(|(k, p)| err(&format!("selectors.{k}"), p))?],
-        Some(Value::Array(list)) => list
-            .iter()
-            .enumerate()
-            .map(|(j, s)| {
-                Selector::parse(s).map_err(|(k, p)| err(&format!("selectors[{j}].{k}"), p))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(err(
-                "selectors",
-                format!(
-                    "expected an object or a list of objects, got {}",
-                    kind(other)
-                ),
-            ))
-        }
-    };
+    let selectors = parse_selectors(obj, &e)?;
     let additional_info = match obj.get("additionalInfo") {
         None => BTreeMap::new(),
-        Some(a) => parse_additional_info(a).map_err(|(k, p)| err(&k, p))?,
+        Some(a) => parse_additional_info(a).map_err(|k| e.key(k))?,
     };
-    let allocation_policy = match obj.get("allocationPolicy") {
-        None => AllocationPolicy::Packed,
-        Some(p) => match as_str(p).map_err(|e| err("allocationPolicy", e))? {
-            "packed" => AllocationPolicy::Packed,
-            "spread" => AllocationPolicy::Spread,
-            other => {
-                return Err(err(
-                    "allocationPolicy",
-                    format!("unsupported value {other:?}: expected \"packed\" or \"spread\""),
-                ))
-            }
-        },
-    };
+    let allocation_policy = parse_allocation_policy(obj, &e)?;
     Ok(PoolConfig {
         resource,
         device_type,
@@ -353,18 +307,99 @@ fn parse_pool(i: usize, v: &Value, default_prefix: &str) -> Result<PoolConfig, C
     })
 }
 
+/// `resourceName` (required) and `resourcePrefix` (default: `--resource-prefix`).
+fn parse_resource(
+    obj: &Map<String, Value>,
+    default_prefix: &str,
+    e: &PoolErr,
+) -> Result<ResourceName, ConfigError> {
+    let name = match obj.get("resourceName") {
+        None => return Err(e.at("resourceName", "missing: every pool needs a name".into())),
+        Some(n) => as_str(n).map_err(|p| e.at("resourceName", p))?,
+    };
+    let prefix = match obj.get("resourcePrefix") {
+        None => default_prefix,
+        Some(p) => as_str(p).map_err(|problem| e.at("resourcePrefix", problem))?,
+    };
+    ResourceName::new(prefix, name).map_err(|err| {
+        let key = if matches!(err, crate::resource::ResourceNameError::Name(_)) {
+            "resourceName"
+        } else {
+            "resourcePrefix"
+        };
+        e.at(key, err.to_string())
+    })
+}
+
+/// `deviceType`: `netDevice` (the default) or `accelerator`.
+fn parse_device_type(obj: &Map<String, Value>, e: &PoolErr) -> Result<DeviceType, ConfigError> {
+    let Some(t) = obj.get("deviceType") else {
+        return Ok(DeviceType::NetDevice);
+    };
+    match as_str(t).map_err(|p| e.at("deviceType", p))? {
+        "netDevice" => Ok(DeviceType::NetDevice),
+        "accelerator" => Ok(DeviceType::Accelerator),
+        other => Err(e.at(
+            "deviceType",
+            format!("unsupported value {other:?}: expected \"netDevice\" or \"accelerator\""),
+        )),
+    }
+}
+
+/// `selectors` (required): one object, or a list of objects that are ORed.
+fn parse_selectors(obj: &Map<String, Value>, e: &PoolErr) -> Result<Vec<Selector>, ConfigError> {
+    match obj.get("selectors") {
+        None => Err(e.at(
+            "selectors",
+            "missing: expected an object or a list of objects".into(),
+        )),
+        Some(s @ Value::Object(_)) => Ok(vec![
+            Selector::parse(s).map_err(|(k, p)| e.at(&format!("selectors.{k}"), p))?
+        ]),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                Selector::parse(s).map_err(|(k, p)| e.at(&format!("selectors[{j}].{k}"), p))
+            })
+            .collect(),
+        Some(other) => Err(e.at(
+            "selectors",
+            format!(
+                "expected an object or a list of objects, got {}",
+                kind(other)
+            ),
+        )),
+    }
+}
+
+/// `allocationPolicy`: `packed` (the default) or `spread`.
+fn parse_allocation_policy(
+    obj: &Map<String, Value>,
+    e: &PoolErr,
+) -> Result<AllocationPolicy, ConfigError> {
+    let Some(p) = obj.get("allocationPolicy") else {
+        return Ok(AllocationPolicy::Packed);
+    };
+    match as_str(p).map_err(|problem| e.at("allocationPolicy", problem))? {
+        "packed" => Ok(AllocationPolicy::Packed),
+        "spread" => Ok(AllocationPolicy::Spread),
+        other => Err(e.at(
+            "allocationPolicy",
+            format!("unsupported value {other:?}: expected \"packed\" or \"spread\""),
+        )),
+    }
+}
+
 /// `additionalInfo`: upstream's `{"<deviceID>|*": {"k": "v"}}`; a flat `{"k": "v"}` applies to
 /// every device.
 fn parse_additional_info(
     v: &Value,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>, (String, String)> {
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, KeyError> {
     let key = "additionalInfo";
-    let obj = v.as_object().ok_or_else(|| {
-        (
-            key.to_string(),
-            format!("expected an object, got {}", kind(v)),
-        )
-    })?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| KeyError::new(key, format!("expected an object, got {}", kind(v))))?;
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (k, val) in obj {
         match val {
@@ -376,12 +411,12 @@ fn parse_additional_info(
             Value::Object(inner) => {
                 let m = out.entry(k.clone()).or_default();
                 for (ik, iv) in inner {
-                    let s = as_str(iv).map_err(|p| (format!("{key}.{k}.{ik}"), p))?;
+                    let s = as_str(iv).map_err(|p| KeyError::new(format!("{key}.{k}.{ik}"), p))?;
                     m.insert(ik.clone(), s.to_string());
                 }
             }
             other => {
-                return Err((
+                return Err(KeyError::new(
                     format!("{key}.{k}"),
                     format!(
                         "expected a string or an object of strings, got {}",

@@ -316,3 +316,66 @@ fn one_key_in_two_cases_is_refused() {
     );
     assert!(e.contains("given twice"), "{e}");
 }
+
+#[test]
+fn a_pool_with_many_mistakes_reports_them_in_key_order() {
+    let mut pool = json!({
+        "bogus": 1,
+        "resourceName": 7,
+        "resourcePrefix": 7,
+        "deviceType": "gpu",
+        "excludeTopology": "yes",
+        "selectors": 3,
+        "additionalInfo": 4,
+        "allocationPolicy": "dense"
+    });
+    // Each step fixes the mistake reported, and the next one in the fixed order shows.
+    let steps: &[(&str, &str, Option<Value>)] = &[
+        ("resourceList[0]", "bogus", None),
+        ("resourceList[0]", "resourceName", Some(json!("a"))),
+        ("a", "resourcePrefix", Some(json!("x.com"))),
+        ("a", "deviceType", None),
+        ("a", "excludeTopology", None),
+        ("a", "selectors", Some(json!({}))),
+        ("a", "additionalInfo", None),
+        ("a", "allocationPolicy", None),
+    ];
+    for (label, key, fix) in steps {
+        let e = err(json!({"resourceList": [pool.clone()]}));
+        let want = format!("pool {label:?}: {key}: ");
+        assert!(e.starts_with(&want), "expected {want:?}..., got {e:?}");
+        let obj = pool.as_object_mut().unwrap();
+        match fix {
+            Some(v) => obj.insert(key.to_string(), v.clone()),
+            None => obj.remove(*key),
+        };
+    }
+    parse(json!({"resourceList": [pool]})).unwrap();
+}
+
+#[test]
+fn key_errors_keep_their_exact_text() {
+    let sel = json!({"vendors": ["8086"]});
+    let cases = [
+        json!({"resourceList": [], "bogus": 1}),
+        json!({"resourceList": [], "provision": [3]}),
+        json!({"resourceList": [], "provision": [{"pf": "x", "numVfs": -1}]}),
+        json!({"resourceList": [], "provision": [{"pf": "x", "numVfs": 1, "vfDrivers": [{"vfs": "0", "drivr": "x"}]}]}),
+        json!({"resourceList": [{"resourceName": "a", "selectors": sel, "additionalInfo": {"*": {"k": 1}}}]}),
+        json!({"resourceList": [{"resourceName": "a", "selectors": sel, "additionalInfo": 3}]}),
+        json!({"resourceList": [{"resourceName": "a", "ResourceName": "b", "selectors": sel}]}),
+    ];
+    let got: Vec<String> = cases.into_iter().map(err).collect();
+    assert_eq!(
+        got,
+        [
+            "bogus: unknown key (known keys: resourceList, provision)",
+            "provision[0]: expected an object, got 3",
+            "provision[0].numVfs: expected a non-negative integer, got -1",
+            "provision[0].vfDrivers[0].drivr: unknown key (did you mean \"driver\"?)",
+            "pool \"a\": additionalInfo.*.k: expected a string, got 1",
+            "pool \"a\": additionalInfo: expected an object, got 3",
+            "pool \"a\": resourceName: given twice, as \"resourceName\" in another case: keep one",
+        ]
+    );
+}

@@ -4,15 +4,35 @@
 
 use serde_json::{Map, Value};
 
+/// A problem with one key of the config file: where it is and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub(crate) struct KeyError {
+    /// The key's path from the level the caller parsed, e.g. `provision[0].numVfs`.
+    pub key: String,
+    /// What is wrong and what was expected, e.g. `missing: expected a VF count`.
+    pub problem: String,
+}
+
+impl KeyError {
+    /// A problem `problem` at `key`.
+    pub(crate) fn new(key: impl Into<String>, problem: impl Into<String>) -> KeyError {
+        KeyError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
 /// Reject keys outside `known`, suggesting the closest known one.
-pub(crate) fn check_keys(obj: &Map<String, Value>, known: &[&str]) -> Result<(), (String, String)> {
+pub(crate) fn check_keys(obj: &Map<String, Value>, known: &[&str]) -> Result<(), KeyError> {
     for k in obj.keys() {
         if !known.contains(&k.as_str()) {
             let problem = match closest(k, known) {
                 Some(s) => format!("unknown key (did you mean {s:?}?)"),
                 None => format!("unknown key (known keys: {})", known.join(", ")),
             };
-            return Err((k.clone(), problem));
+            return Err(KeyError::new(k.clone(), problem));
         }
     }
     Ok(())
@@ -89,7 +109,7 @@ pub(crate) fn upstream_keys(
     obj: &Map<String, Value>,
     known: &[&str],
     ignored: &[&str],
-) -> Result<Map<String, Value>, (String, String)> {
+) -> Result<Map<String, Value>, KeyError> {
     let mut out = Map::new();
     for (k, v) in obj {
         if ignored.iter().any(|i| i.eq_ignore_ascii_case(k)) {
@@ -100,7 +120,7 @@ pub(crate) fn upstream_keys(
             .find(|c| c.eq_ignore_ascii_case(k))
             .map_or(k.as_str(), |c| *c);
         if out.contains_key(key) {
-            return Err((
+            return Err(KeyError::new(
                 k.clone(),
                 format!("given twice, as {key:?} in another case: keep one"),
             ));

@@ -93,7 +93,7 @@ impl Selector {
                     .into(),
             ));
         }
-        let obj = &upstream_keys(obj, SELECTOR_KEYS, &[])?;
+        let obj = &upstream_keys(obj, SELECTOR_KEYS, &[]).map_err(|e| (e.key, e.problem))?;
         let mut s = Selector::default();
         for (key, val) in obj {
             let e = |p: String| (key.clone(), p);

@@ -77,9 +77,22 @@ impl FileIdentity {
         std::fs::symlink_metadata(path).ok().map(|m| FileIdentity {
             dev: m.dev(),
             ino: m.ino(),
-            born: m.created().ok(),
+            born: birth_time(path),
         })
     }
+}
+
+/// The birth time of the file at `path` itself, from statx(2) directly: the standard library
+/// asks statx only on glibc, so the static musl build (arm64) would otherwise never see one.
+fn birth_time(path: &Path) -> Option<std::time::SystemTime> {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME).ok()?;
+    if st.stx_mask & StatxFlags::BTIME.bits() == 0 {
+        return None;
+    }
+    let secs = u64::try_from(st.stx_btime.tv_sec).ok()?;
+    let since_epoch = Duration::new(secs, st.stx_btime.tv_nsec);
+    std::time::UNIX_EPOCH.checked_add(since_epoch)
 }
 
 /// A server running on a socket; dropping it does not stop it, [`Serving::shutdown`] does.
@@ -302,6 +315,22 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn the_birth_time_is_the_one_the_standard_library_sees_where_it_sees_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"").unwrap();
+        let ours = FileIdentity::of(&f).unwrap().born;
+        // On glibc the standard library reads statx too; on musl it never sees a birth time.
+        if let Ok(std_born) = std::fs::symlink_metadata(&f).unwrap().created() {
+            assert_eq!(ours, Some(std_born));
+        }
+        // A symlink is looked at itself, not followed.
+        let l = dir.path().join("l");
+        std::os::unix::fs::symlink("/nonexistent", &l).unwrap();
+        assert!(FileIdentity::of(&l).is_some());
+    }
 
     #[tokio::test]
     async fn the_socket_is_0600_and_shutdown_removes_it_only_while_it_is_ours() {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sriov_device_plugin::socket::FileIdentity;
 use sriov_tests::kubelet::{first_list, TestKubelet, WatcherClient};
 
 const SOCKETS: [&str; 2] = [
@@ -107,11 +108,16 @@ async fn sigkill_restart_serves_and_registers_each_pool_once(mode: &str) {
 }
 
 /// Device, inode and birth time of the file at a path (not followed): inode numbers are
-/// reused at once.
-fn identity(p: &std::path::Path) -> (u64, u64, std::time::SystemTime) {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(p).unwrap();
-    (m.dev(), m.ino(), m.created().unwrap())
+/// reused at once. The plugin's own reading (statx), so a build whose standard library sees no
+/// birth time (musl) is tested the same way.
+fn identity(p: &std::path::Path) -> FileIdentity {
+    let id = FileIdentity::of(p).unwrap();
+    assert!(
+        id.born.is_some(),
+        "{}: no birth time on this filesystem",
+        p.display()
+    );
+    id
 }
 
 #[tokio::test]

@@ -8,30 +8,41 @@ use serde::{Deserialize, Serialize};
 use crate::fsio::write_atomic;
 use crate::pci::PciAddress;
 
+/// The NPWG device-info spec version written in every file.
 pub const DEVINFO_VERSION: &str = "1.1.0";
 
+/// One device-info file: which device an attachment got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
+    /// The device type (`"pci"`; the spec also has `vhost-user`, `memif`, `vdpa`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The spec version the file follows ([`DEVINFO_VERSION`] when we write it).
     pub version: String,
+    /// The PCI details, present when `kind` is `"pci"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pci: Option<PciInfo>,
 }
 
+/// The `pci` section of a device-info file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PciInfo {
+    /// The VF handed to the pod.
     #[serde(rename = "pci-address")]
     pub pci_address: PciAddress,
+    /// The PF the VF belongs to, when known.
     #[serde(rename = "pf-pci-address", skip_serializing_if = "Option::is_none")]
     pub pf_pci_address: Option<PciAddress>,
+    /// The VF's RDMA device name (e.g. `mlx5_3`), when it has one.
     #[serde(rename = "rdma-device", skip_serializing_if = "Option::is_none")]
     pub rdma_device: Option<String>,
+    /// The vhost-net character device path, when one was made for the VF.
     #[serde(rename = "vhost-net", skip_serializing_if = "Option::is_none")]
     pub vhost_net: Option<String>,
 }
 
 impl DeviceInfo {
+    /// A `pci` device-info record of the current spec version.
     pub fn pci(pci: PciInfo) -> Self {
         DeviceInfo {
             kind: "pci".into(),

@@ -7,8 +7,10 @@ use serde::Serialize;
 use crate::pci::{PciAddress, PciId};
 use crate::sysfs::{Result, Sysfs};
 
-/// PCI base classes we care about: 0x02 network controllers, 0x12 processing accelerators.
+/// PCI base class 0x02, network controllers (Ethernet, InfiniBand): one of the two classes
+/// discovery keeps.
 pub const CLASS_NETWORK: u8 = 0x02;
+/// PCI base class 0x12, processing accelerators (crypto, compression, FPGA offload).
 pub const CLASS_ACCELERATOR: u8 = 0x12;
 
 /// What a device is in SR-IOV terms.
@@ -16,9 +18,19 @@ pub const CLASS_ACCELERATOR: u8 = 0x12;
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum Role {
     /// A physical function able to host VFs.
-    Pf { total_vfs: u32, num_vfs: u32 },
+    Pf {
+        /// The most VFs the device offers (`sriov_totalvfs`).
+        total_vfs: u32,
+        /// The VFs enabled now (`sriov_numvfs`).
+        num_vfs: u32,
+    },
     /// A virtual function: its PF and its index there (`virtfnN`).
-    Vf { pf: PciAddress, index: u32 },
+    Vf {
+        /// The PF it belongs to (`physfn`).
+        pf: PciAddress,
+        /// Its index on the PF: N in the PF's `virtfnN` link.
+        index: u32,
+    },
     /// Neither (a plain NIC, or an SR-IOV-incapable device).
     Plain,
 }
@@ -26,44 +38,59 @@ pub enum Role {
 /// One PCI device as sysfs shows it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PciDevice {
+    /// Its PCI address (the sysfs directory name).
     pub address: PciAddress,
+    /// The `vendor` ID.
     pub vendor: PciId,
+    /// The `device` ID.
     pub device: PciId,
+    /// The 24-bit `class` code: base class, subclass, programming interface.
     pub class: u32,
+    /// The bound driver (the `driver` link's target name), `None` when unbound.
     pub driver: Option<String>,
     /// Netdevs in this network namespace (empty for a VF inside a pod or bound to vfio-pci).
     pub netdevs: Vec<String>,
+    /// The NUMA node, `None` when the kernel reports -1 (no affinity) or no file.
     pub numa_node: Option<u32>,
+    /// The IOMMU group number, `None` when the IOMMU is off.
     pub iommu_group: Option<u32>,
+    /// RDMA devices on it (`infiniband/*`), e.g. `mlx5_0`.
     pub rdma_devices: Vec<String>,
     /// ARPHRD type of the first netdev (1 ether, 32 infiniband), when it has one here.
     pub link_type: Option<u32>,
+    /// PF, VF or plain.
     #[serde(flatten)]
     pub role: Role,
 }
 
 impl PciDevice {
+    /// The PCI base class (the top byte of `class`), e.g. [`CLASS_NETWORK`].
     pub fn base_class(&self) -> u8 {
         (self.class >> 16) as u8
     }
+    /// Whether it is a VF.
     pub fn is_vf(&self) -> bool {
         matches!(self.role, Role::Vf { .. })
     }
+    /// Whether it is an SR-IOV-capable PF.
     pub fn is_pf(&self) -> bool {
         matches!(self.role, Role::Pf { .. })
     }
+    /// The PF of a VF; `None` for anything else.
     pub fn pf(&self) -> Option<PciAddress> {
         match self.role {
             Role::Vf { pf, .. } => Some(pf),
             _ => None,
         }
     }
+    /// The index of a VF on its PF; `None` for anything else.
     pub fn vf_index(&self) -> Option<u32> {
         match self.role {
             Role::Vf { index, .. } => Some(index),
             _ => None,
         }
     }
+    /// Its first netdev in this network namespace, if any.
     pub fn netdev(&self) -> Option<&str> {
         self.netdevs.first().map(String::as_str)
     }

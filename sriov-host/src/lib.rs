@@ -8,6 +8,8 @@
 //! - [`devinfo`]: NPWG device-info files
 //! - [`fsio`]: replacing files and opening append-only files without following what is planted
 
+#![warn(missing_docs)]
+
 pub mod devinfo;
 pub mod discovery;
 pub mod fsio;

@@ -16,7 +16,9 @@ const RTMGRP_LINK: u32 = 1;
 /// One link's state as the kernel announced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkState {
+    /// The interface index (stable while the link lives in this netns).
     pub index: u32,
+    /// The interface name at the time of the message.
     pub name: String,
     /// `IFF_UP`: administratively up.
     pub admin_up: bool,
@@ -40,6 +42,8 @@ pub struct LinkMonitor {
 }
 
 impl LinkMonitor {
+    /// Open a rtnetlink socket in the calling thread's network namespace, joined to the link
+    /// multicast group (receiving needs no privilege).
     pub fn open() -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind(&SocketAddr::new(0, RTMGRP_LINK))?;

@@ -5,18 +5,24 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// A 48-bit Ethernet MAC address, octets in wire order; shown as `02:00:00:00:00:0a`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct MacAddr(pub [u8; 6]);
 
+/// A MAC address that did not parse; holds the text as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid MAC address {0:?}: expected six hex octets separated by colons, e.g. 02:00:00:00:00:0a")]
 pub struct MacAddrError(pub String);
 
 impl MacAddr {
+    /// `00:00:00:00:00:00`: what the kernel reports for a VF with no administrative MAC.
     pub const ZERO: MacAddr = MacAddr([0; 6]);
+    /// Whether it is all zeros (unset).
     pub fn is_zero(&self) -> bool {
         self.0 == [0; 6]
     }
+    /// Whether the group bit (bit 0 of the first octet) is set: such an address cannot be a
+    /// VF's own MAC.
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1
     }

@@ -37,22 +37,33 @@ pub use vf::{VfInfo, VfLinkState, VlanProto};
 /// A netlink failure. Kernel refusals carry the operation, the link and the errno.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
+    /// The kernel answered a request with an error.
     #[error("{op} on {target}: {source}")]
     Kernel {
+        /// The operation, e.g. `set vf mac`.
         op: &'static str,
+        /// The link (name or index) it was for.
         target: String,
+        /// The errno as an I/O error.
         source: io::Error,
     },
+    /// Opening, sending on or reading the socket failed (not a kernel refusal).
     #[error("netlink socket: {0}")]
     Socket(io::Error),
+    /// The kernel's reply could not be decoded.
     #[error("{op} on {target}: cannot decode the kernel's reply: {msg}")]
     Decode {
+        /// The operation.
         op: &'static str,
+        /// The link (name or index) it was for.
         target: String,
+        /// The decoder's message.
         msg: String,
     },
+    /// No link of that name in the socket's network namespace.
     #[error("link {0} not found")]
     NoLink(String),
+    /// Opening the socket inside another network namespace failed.
     #[error(transparent)]
     Netns(#[from] netns::NetnsError),
 }
@@ -72,12 +83,15 @@ impl NetlinkError {
     }
 }
 
+/// A result whose error defaults to [`NetlinkError`].
 pub type Result<T, E = NetlinkError> = std::result::Result<T, E>;
 
 /// An IP address with its prefix length, as on a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IpNet {
+    /// The address.
     pub addr: IpAddr,
+    /// The prefix length in bits (0-32 for IPv4, 0-128 for IPv6).
     pub prefix: u8,
 }
 
@@ -214,11 +228,13 @@ impl Netlink {
         msg
     }
 
+    /// The link of that name in the socket's namespace ([`NetlinkError::NoLink`] when absent).
     pub fn link_by_name(&mut self, name: &str) -> Result<Link> {
         let m = self.get_link(Self::link_query(Some(name), 0, false), name)?;
         Ok(to_link(&m))
     }
 
+    /// The link with that ifindex in the socket's namespace.
     pub fn link_by_index(&mut self, index: u32) -> Result<Link> {
         let m = self.get_link(
             Self::link_query(None, index, false),
@@ -280,14 +296,18 @@ impl Netlink {
         self.set_link(msg, if up { "set up" } else { "set down" }, &link.name)
     }
 
+    /// Set `IFF_UP` (administratively up); carrier is the driver's business.
     pub fn set_up(&mut self, link: &Link) -> Result<()> {
         self.set_flags(link, true)
     }
 
+    /// Clear `IFF_UP`.
     pub fn set_down(&mut self, link: &Link) -> Result<()> {
         self.set_flags(link, false)
     }
 
+    /// Rename a link; the kernel refuses (`EBUSY`) while it is up, and `EEXIST` if the name is
+    /// taken.
     pub fn rename(&mut self, link: &Link, new_name: &str) -> Result<()> {
         let msg = Self::link_msg(
             link.index,
@@ -330,11 +350,13 @@ impl Netlink {
         .map(|_| ())
     }
 
+    /// Set the link's own MAC address (not the PF's administrative MAC for a VF).
     pub fn set_mac(&mut self, link: &Link, mac: MacAddr) -> Result<()> {
         let msg = Self::link_msg(link.index, vec![LinkAttribute::Address(mac.0.to_vec())]);
         self.set_link(msg, "set MAC", &format!("{} ({mac})", link.name))
     }
 
+    /// Set the MTU in bytes; the driver refuses values outside its range.
     pub fn set_mtu(&mut self, link: &Link, mtu: u32) -> Result<()> {
         let msg = Self::link_msg(link.index, vec![LinkAttribute::Mtu(mtu)]);
         self.set_link(msg, "set MTU", &format!("{} ({mtu})", link.name))
@@ -367,6 +389,8 @@ impl Netlink {
         self.set_link(vf_msg(index, info), op, &format!("{pf} vf {vf}"))
     }
 
+    /// Set VF `vf`'s administrative MAC through its PF (`ip link set PF vf N mac`);
+    /// [`MacAddr::ZERO`] clears it.
     pub fn set_vf_mac(&mut self, pf: &str, vf: u32, mac: MacAddr) -> Result<()> {
         self.set_vf(
             pf,
@@ -376,6 +400,8 @@ impl Netlink {
         )
     }
 
+    /// Set VF `vf`'s port VLAN, 802.1p priority and tag protocol through its PF; VLAN 0 with
+    /// QoS 0 removes it.
     pub fn set_vf_vlan(
         &mut self,
         pf: &str,
@@ -387,11 +413,14 @@ impl Netlink {
         self.set_vf(pf, vlan_info(vf, vlan, qos, proto), "set VF VLAN", vf)
     }
 
+    /// Turn source-MAC spoof checking on VF `vf` on or off.
     pub fn set_vf_spoofchk(&mut self, pf: &str, vf: u32, on: bool) -> Result<()> {
         let info = NlVfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, on));
         self.set_vf(pf, info, "set VF spoofchk", vf)
     }
 
+    /// Trust VF `vf` or not: a trusted VF may change its MAC and enter promiscuous or
+    /// all-multicast mode.
     pub fn set_vf_trust(&mut self, pf: &str, vf: u32, on: bool) -> Result<()> {
         self.set_vf(
             pf,
@@ -411,6 +440,7 @@ impl Netlink {
         )
     }
 
+    /// Set VF `vf`'s link state: follow the PF, forced up, or forced down.
     pub fn set_vf_link_state(&mut self, pf: &str, vf: u32, state: VfLinkState) -> Result<()> {
         let st = match state {
             VfLinkState::Auto => NlState::Auto,

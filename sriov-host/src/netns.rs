@@ -7,19 +7,38 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
 
+/// Why a network namespace could not be opened or entered; each carries the namespace path.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
+    /// The path could not be opened (absent: the pod sandbox is gone; or no permission).
     #[error("network namespace {path}: {source}")]
     Open {
+        /// The namespace path as given.
         path: PathBuf,
+        /// The open error.
         source: std::io::Error,
     },
+    /// The path opens but is not on nsfs (a plain file, e.g. a mount point whose bind
+    /// mount is gone).
     #[error("network namespace {path}: not a namespace file")]
-    NotNetns { path: PathBuf },
+    NotNetns {
+        /// The namespace path as given.
+        path: PathBuf,
+    },
+    /// `setns(CLONE_NEWNET)` on the worker thread failed.
     #[error("entering network namespace {path}: {source}")]
-    Enter { path: PathBuf, source: nix::Error },
+    Enter {
+        /// The namespace path as given.
+        path: PathBuf,
+        /// The `setns` error (`EPERM` without `CAP_SYS_ADMIN`).
+        source: nix::Error,
+    },
+    /// The work run inside the namespace panicked; a bug, the message is in the log.
     #[error("worker thread in network namespace {path} panicked")]
-    Panicked { path: PathBuf },
+    Panicked {
+        /// The namespace path as given.
+        path: PathBuf,
+    },
 }
 
 /// Open a network namespace file, checking that it is one.

@@ -44,10 +44,13 @@ impl PciAddress {
     }
 }
 
+/// A PCI address that did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid PCI address {input:?}: {reason} (expected dddd:bb:dd.f, e.g. 0000:03:00.1)")]
 pub struct PciAddressError {
+    /// The text as given.
     pub input: String,
+    /// Which part was wrong.
     pub reason: &'static str,
 }
 
@@ -122,9 +125,11 @@ impl<'de> Deserialize<'de> for PciAddress {
 }
 
 /// A 16-bit PCI vendor or device ID as sysfs prints it (`0x14e4`), also accepted bare (`14e4`).
+/// A 16-bit PCI vendor or device ID, shown as four lowercase hex digits (`15b3`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct PciId(pub u16);
 
+/// A PCI ID that did not parse; holds the text as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid PCI ID {0:?}: expected 4 hex digits, e.g. 14e4 or 0x14e4")]
 pub struct PciIdError(pub String);
@@ -158,7 +163,7 @@ impl fmt::Display for PciId {
     }
 }
 
-/// Vendor and device names: the `pci-ids` database, plus the IDs it lacks that our NICs use.
+/// The vendor's name from the `pci-ids` database, if it lists the ID.
 pub fn vendor_name(vendor: PciId) -> Option<&'static str> {
     pci_ids::Vendors::iter()
         .find(|v| v.id() == vendor.0)
@@ -176,6 +181,7 @@ const EXTRA_DEVICE_NAMES: &[(u16, u16, &str)] = &[
     (0x14e4, 0xd804, "BCM58804 Stingray 100Gb Ethernet SoC"),
 ];
 
+/// The device's name: the `pci-ids` database, plus the IDs it lacks that our NICs use.
 pub fn device_name(vendor: PciId, device: PciId) -> Option<&'static str> {
     if let Some((_, _, name)) = EXTRA_DEVICE_NAMES
         .iter()

@@ -7,117 +7,40 @@
 //! after the kernel's uevents, with a bounded wait.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::netlink::NetlinkError;
 use crate::pci::PciAddress;
-use crate::range::IndexSet;
 use crate::sysfs::Sysfs;
 use crate::uevent::UeventListener;
 
 mod bind;
 mod driver;
 mod error;
+mod request;
 
 pub use driver::{is_userspace_driver, valid_driver_name, USERSPACE_DRIVERS};
 pub use error::ProvisionError;
-
-/// How a `provision` entry names its PF.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PfRef {
-    Netdev(String),
-    Pci(PciAddress),
-}
-
-impl fmt::Display for PfRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PfRef::Netdev(n) => f.write_str(n),
-            PfRef::Pci(a) => write!(f, "{a}"),
-        }
-    }
-}
-
-impl PfRef {
-    /// A PCI address if it parses as one, else a netdev name.
-    pub fn parse(s: &str) -> PfRef {
-        s.parse()
-            .map(PfRef::Pci)
-            .unwrap_or_else(|_| PfRef::Netdev(s.to_string()))
-    }
-}
-
-/// One VF range and the driver it must be bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VfDriverRule {
-    pub vfs: IndexSet,
-    pub driver: String,
-}
-
-/// What one `provision` entry asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProvisionRequest {
-    pub pf: PfRef,
-    pub num_vfs: u32,
-    pub vf_drivers: Vec<VfDriverRule>,
-    pub link_up: bool,
-}
-
-/// The PF's link, as provisioning needs it. Implemented over rtnetlink by the daemon.
-pub trait PfLink {
-    /// Whether the netdev `ifname` is administratively up.
-    fn is_up(&self, ifname: &str) -> Result<bool, NetlinkError>;
-    /// Bring the netdev `ifname` up.
-    fn set_up(&self, ifname: &str) -> Result<(), NetlinkError>;
-}
-
-/// What a run did.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProvisionReport {
-    pub pf: Option<PciAddress>,
-    pub link_raised: bool,
-    pub vfs_before: u32,
-    pub vfs_after: u32,
-    pub rebound: Vec<(u32, PciAddress, String)>,
-}
-
-impl ProvisionReport {
-    pub fn changed(&self) -> bool {
-        self.link_raised || self.vfs_before != self.vfs_after || !self.rebound.is_empty()
-    }
-}
-
-/// Bounds for the kernel's work.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub create: Duration,
-    pub bind: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            create: Duration::from_secs(30),
-            bind: Duration::from_secs(10),
-        }
-    }
-}
+pub use request::{PfLink, PfRef, ProvisionReport, ProvisionRequest, Timeouts, VfDriverRule};
 
 /// Carries out provisioning requests against one sysfs tree.
 pub struct Provisioner<'a> {
+    /// The sysfs tree to read and write.
     pub sysfs: &'a Sysfs,
+    /// The PF link operations (rtnetlink on a node, a fake in tests).
     pub link: &'a dyn PfLink,
     /// Directories whose files name VFs attached to pods (the CNI's device-info files).
     pub in_use_dirs: Vec<PathBuf>,
+    /// How long to wait for the kernel.
     pub timeouts: Timeouts,
     events: Option<UeventListener>,
 }
 
 impl<'a> Provisioner<'a> {
+    /// A provisioner with default timeouts and no in-use directories; it waits on uevents,
+    /// or polls sysfs every 50 ms when no uevent socket can be opened.
     pub fn new(sysfs: &'a Sysfs, link: &'a dyn PfLink) -> Self {
         let events = match UeventListener::open() {
             Ok(l) => Some(l),

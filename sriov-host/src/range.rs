@@ -11,26 +11,34 @@ pub struct IndexSet(BTreeSet<u32>);
 /// The largest index we accept: far above any NIC's VF count, small enough to reject typos.
 pub const MAX_INDEX: u32 = 4095;
 
+/// An index list that did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid VF index list {input:?}: {reason} (expected indexes and inclusive ranges like \"0-3,6\", each 0..={MAX_INDEX})")]
 pub struct IndexSetError {
+    /// The list as given.
     pub input: String,
+    /// Which item was wrong and why.
     pub reason: String,
 }
 
 impl IndexSet {
+    /// Whether the index is in the set.
     pub fn contains(&self, i: u32) -> bool {
         self.0.contains(&i)
     }
+    /// The indexes, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().copied()
     }
+    /// How many indexes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether the set is empty (an empty list string).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// The largest index, `None` when empty.
     pub fn max(&self) -> Option<u32> {
         self.0.last().copied()
     }

@@ -13,19 +13,31 @@ use crate::pci::{PciAddress, PciId};
 /// Errors from reading or writing the tree. Each carries the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum SysfsError {
+    /// Reading, writing or listing a path failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The kernel's error (`ENOENT` when the device went away, `EACCES` without root).
+        source: io::Error,
+    },
+    /// A file held something other than the kernel format we expect.
     #[error("{path}: unexpected content {content:?}: {what}")]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// What it held, trimmed.
         content: String,
+        /// What was expected, e.g. `a VF count`.
         what: &'static str,
     },
+    /// No `bus/pci/devices/<addr>` entry: the device is absent or was removed.
     #[error("PCI device {0} not found in sysfs")]
     NoDevice(PciAddress),
 }
 
 impl SysfsError {
+    /// An [`SysfsError::Io`] for `path`.
     pub fn io(path: &Path, source: io::Error) -> Self {
         SysfsError::Io {
             path: path.to_path_buf(),
@@ -42,6 +54,7 @@ impl SysfsError {
     }
 }
 
+/// A result whose error defaults to [`SysfsError`].
 pub type Result<T, E = SysfsError> = std::result::Result<T, E>;
 
 /// A sysfs tree rooted at a path.
@@ -57,10 +70,12 @@ impl Default for Sysfs {
 }
 
 impl Sysfs {
+    /// A tree rooted at `root` (`/sys` on a node, a tempdir in tests); nothing is checked yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Sysfs { root: root.into() }
     }
 
+    /// The root path.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -70,10 +85,13 @@ impl Sysfs {
         self.root.join("bus/pci/devices").join(addr.to_string())
     }
 
+    /// `<root>/bus/pci/drivers/<driver>`; the caller must have validated `driver` as a module
+    /// name, since it becomes a path component.
     pub fn driver_dir(&self, driver: &str) -> PathBuf {
         self.root.join("bus/pci/drivers").join(driver)
     }
 
+    /// Whether the device is present now.
     pub fn exists(&self, addr: PciAddress) -> bool {
         self.pci_dir(addr).exists()
     }
@@ -130,10 +148,12 @@ impl Sysfs {
         }
     }
 
+    /// The `vendor` ID.
     pub fn vendor(&self, addr: PciAddress) -> Result<PciId> {
         self.id_attr(addr, "vendor")
     }
 
+    /// The `device` ID.
     pub fn device_id(&self, addr: PciAddress) -> Result<PciId> {
         self.id_attr(addr, "device")
     }
@@ -162,6 +182,7 @@ impl Sysfs {
         self.attr_parse(addr, "sriov_totalvfs", "a VF count", |s| s.parse().ok())
     }
 
+    /// `sriov_numvfs`, the VFs enabled now; `None` when the device is not SR-IOV capable.
     pub fn num_vfs(&self, addr: PciAddress) -> Result<Option<u32>> {
         self.attr_parse(addr, "sriov_numvfs", "a VF count", |s| s.parse().ok())
     }

@@ -13,9 +13,13 @@ use nix::sys::socket::{
 /// One kernel uevent, reduced to what we use.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Uevent {
+    /// `add`, `remove`, `bind`, `unbind`, `change` ...
     pub action: String,
+    /// The device's path under `/sys`, without the `/sys` prefix.
     pub devpath: String,
+    /// `SUBSYSTEM`, e.g. `pci` or `net`; empty when the event has none.
     pub subsystem: String,
+    /// `DRIVER`, present on `bind` and on events for bound devices.
     pub driver: Option<String>,
 }
 
@@ -51,6 +55,8 @@ pub struct UeventListener {
 }
 
 impl UeventListener {
+    /// Open a non-blocking uevent socket joined to the kernel's broadcast group (receiving
+    /// needs no privilege).
     pub fn open() -> io::Result<Self> {
         let fd = socket(
             AddressFamily::Netlink,

@@ -234,7 +234,7 @@ impl FakeSysfs {
     }
 
     /// Give `addr` the netdev `name` in this namespace (or none): its `net/<name>` directory and
-    /// the `class/net/<name>` link. An existing netdev of the device is removed first.
+    /// the `class/net/<name>` link, and `net/<name>/device` back to the device. An existing netdev of the device is removed first.
     pub fn set_netdev(&self, addr: &str, name: Option<&str>) -> &Self {
         let a = pa(addr).to_string();
         let net = self.dev_dir(&a).join("net");
@@ -247,6 +247,9 @@ impl FakeSysfs {
         if let Some(n) = name {
             fs::create_dir_all(net.join(n)).expect("mkdir net");
             self.write(net.join(n).join("type"), "1\n");
+            // As in sysfs: net/<name>/device leads back to the device (upstream sriov-cni
+            // reads class/net/<pf>/device/...).
+            self.link(&format!("../../../{a}"), net.join(n).join("device"));
             self.link(
                 &format!("../../devices/pci0000:00/{a}/net/{n}"),
                 self.root().join("class/net").join(n),

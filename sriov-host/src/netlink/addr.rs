@@ -12,6 +12,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use super::{family, route_addr, IpNet, Link, Netlink, Result};
 
 impl Netlink {
+    /// Add an address to a link (`ip addr add`); `EEXIST` if the link already has it.
     pub fn add_address(&mut self, link: &Link, net: IpNet) -> Result<()> {
         let mut msg = AddressMessage::default();
         msg.header.family = family(net.addr);

@@ -11,9 +11,13 @@ use crate::pci::PciAddress;
 pub struct Link {
     /// The ifindex: unique within the link's network namespace only.
     pub index: u32,
+    /// The interface name.
     pub name: String,
+    /// The hardware address; `None` when it is not 6 bytes (InfiniBand's is 20) or absent.
     pub mac: Option<MacAddr>,
+    /// The MTU in bytes.
     pub mtu: u32,
+    /// `IFF_UP`: administratively up.
     pub up: bool,
     /// The device the netdev belongs to; `None` for a virtual netdev (veth, macvlan, ...) and on
     /// kernels before 5.14, which do not report it.

@@ -10,9 +10,11 @@ use crate::mac::MacAddr;
 /// VLAN tag protocol of a VF's port VLAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum VlanProto {
+    /// 802.1Q (TPID 0x8100), the default.
     #[default]
     #[serde(rename = "802.1q")]
     Dot1Q,
+    /// 802.1ad (TPID 0x88a8), a service tag for QinQ.
     #[serde(rename = "802.1ad")]
     Dot1Ad,
 }
@@ -30,8 +32,11 @@ impl std::fmt::Display for VlanProto {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VfLinkState {
+    /// Follow the PF's link.
     Auto,
+    /// Always up, whatever the PF's link.
     Enable,
+    /// Always down.
     Disable,
 }
 
@@ -48,15 +53,25 @@ impl std::fmt::Display for VfLinkState {
 /// One VF's admin state. Fields the driver does not report are `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VfInfo {
+    /// The VF index on the PF.
     pub index: u32,
+    /// The administrative MAC ([`MacAddr::ZERO`] when unset).
     pub mac: MacAddr,
+    /// The port VLAN ID, 0 for none.
     pub vlan: u16,
+    /// The 802.1p priority (0-7) of the port VLAN.
     pub qos: u8,
+    /// The port VLAN's tag protocol.
     pub proto: VlanProto,
+    /// Whether source-MAC spoof checking is on.
     pub spoofchk: Option<bool>,
+    /// Whether the VF is trusted.
     pub trust: Option<bool>,
+    /// Minimum TX rate in Mbps, 0 for none.
     pub min_tx_rate: u32,
+    /// Maximum TX rate in Mbps, 0 for no limit.
     pub max_tx_rate: u32,
+    /// The PF-side link state.
     pub link_state: Option<VfLinkState>,
 }
 
