@@ -6,30 +6,16 @@
 #   /usr/bin/install-cni.sh        that copy (DaemonSet sriov-cni)
 #   /usr/bin/dpdk-launcher.sh      EAL allow-list helper for DPDK pods
 #
-# Multi-arch:
+# Multi-arch: the binaries are built on the host first, for both platforms, by cross-compiling
+# (no compiler runs under emulation, no builder stage):
+#   scripts/build-release.sh        # target/dist/{amd64,arm64}/{sriov,sriov-device-plugin}
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/sriov-network:TAG --push .
-# The builder stage runs once per target platform (natively on a builder node of that
-# architecture, or under QEMU binfmt emulation, which is much slower); no cross toolchain.
+# Each platform's image COPYs target/dist/$TARGETARCH (set by buildx). The only step that runs
+# per platform is the apt-get below, which buildx runs under QEMU binfmt for the foreign one.
+# amd64 binaries are glibc crt-static, arm64 ones musl; all are static, because `sriov` runs on
+# the host, not in this image, and must not depend on the host's libc.
 
-ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
-
-FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
-# Set by buildx per platform; keeps one cargo target cache per architecture.
-ARG TARGETARCH
-WORKDIR /src
-COPY . .
-# Both binaries are linked statically (glibc crt-static): the `sriov` binary runs on the host,
-# not in this image, and must not depend on the host's glibc version (Ubuntu 20.04, RHEL 8
-# and other nodes ship older ones than bookworm). --target is given so that the static flag
-# applies to the binaries only, not to build scripts and proc-macros.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target,id=sriov-target-${TARGETARCH} \
-    set -eux; \
-    host="$(rustc -vV | sed -n 's/^host: //p')"; \
-    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$host" -p sriov-device-plugin -p sriov-cni; \
-    mkdir -p /out; \
-    cp "target/$host/release/sriov-device-plugin" "target/$host/release/sriov" /out/
 
 FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim
 LABEL org.opencontainers.image.title="sriov-network" \
@@ -40,7 +26,9 @@ LABEL org.opencontainers.image.title="sriov-network" \
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends jq \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=builder /out/sriov-device-plugin /out/sriov /usr/bin/
+# Set by buildx per platform (amd64, arm64).
+ARG TARGETARCH
+COPY target/dist/${TARGETARCH}/sriov-device-plugin target/dist/${TARGETARCH}/sriov /usr/bin/
 COPY --chmod=0755 deploy/install-cni.sh deploy/dpdk-launcher.sh /usr/bin/
 # The image runs as root. The device plugin cannot run unprivileged on a real node: it writes
 # root-only sysfs attributes (sriov_numvfs, driver_override, bind/unbind), changes host

@@ -2,9 +2,13 @@
 # The emulated SR-IOV lab: boots one fresh QEMU guest per scenario, with an emulated Intel 82576
 # (igb, real SR-IOV) and the real igb/igbvf/vfio-pci drivers, and runs the scenario inside.
 #
-#   scripts/lab.sh [--keep] [--verbose] [--timeout SECONDS] SCENARIO...
+#   scripts/lab.sh [--arch amd64|arm64] [--keep] [--verbose] [--timeout SECONDS] SCENARIO...
 #   scripts/lab.sh all
 #   scripts/lab.sh --list
+#
+# --arch arm64 (or LAB_ARCH=arm64) runs the same scenarios on an Arm guest: qemu-system-aarch64
+# `virt` with an SMMUv3 IOMMU, Debian's arm64 backports kernel and an arm64 root built by
+# scripts/install-deps.sh arm; the binaries and test binaries are built for aarch64 (musl).
 #
 # SCENARIO is a file name under tests/lab/scenarios/, with or without ".sh" (00-igb-sanity),
 # or just its number (00). "all" runs every numbered scenario in order; those marked not runnable are
@@ -32,13 +36,13 @@ set -euo pipefail
 {
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scen_dir="$repo/tests/lab/scenarios"
-out_root="${LAB_OUT_ROOT:-$repo/target/lab}"
+arch=${LAB_ARCH:-amd64}
 keep=""
 verbose=""
 default_timeout=300
 memory=2G
 
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 say() {
   if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi
 }
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --verbose|-v) verbose=1 ;;
     --timeout) [ $# -ge 2 ] || usage; default_timeout=$2; shift ;;
+    --arch) [ $# -ge 2 ] || usage; arch=$2; shift ;;
     --list) find "$scen_dir" -maxdepth 1 -name '*.sh' -printf '%f\n' | sort | sed 's/\.sh$//'; exit 0 ;;
     -h|--help) usage ;;
     -*) echo "lab: unknown option $1" >&2; usage ;;
@@ -73,6 +78,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ ${#args[@]} -gt 0 ] || usage
+case $arch in
+  amd64) out_root="${LAB_OUT_ROOT:-$repo/target/lab}" ;;
+  arm64) out_root="${LAB_OUT_ROOT:-$repo/target/lab-arm64}" ;;
+  *) die "unknown --arch '$arch' (amd64 or arm64)" ;;
+esac
 
 files=()
 for a in "${args[@]}"; do
@@ -84,15 +94,33 @@ for a in "${args[@]}"; do
 done
 
 # --- dependencies -----------------------------------------------------------------------------
+deps=lab stamp=/var/tmp/sriov-lab-kernel
+[ "$arch" = amd64 ] || deps=arm stamp=/var/cache/sriov-lab-arm64/current
 if [ "$(id -u)" = 0 ]; then
-  say "checking lab dependencies (scripts/install-deps.sh lab)"
-  bash "$repo/scripts/install-deps.sh" lab
-elif ! command -v vng >/dev/null || [ ! -s /var/tmp/sriov-lab-kernel ]; then
-  die "lab dependencies missing and not root: run 'sudo scripts/install-deps.sh lab' first"
+  say "checking lab dependencies (scripts/install-deps.sh $deps)"
+  bash "$repo/scripts/install-deps.sh" "$deps"
+elif ! command -v vng >/dev/null || [ ! -s "$stamp" ]; then
+  die "lab dependencies missing and not root: run 'sudo scripts/install-deps.sh $deps' first"
 fi
-kver=$(cat /var/tmp/sriov-lab-kernel)
-kernel=/boot/vmlinuz-$kver
-[ -r "$kernel" ] || die "guest kernel $kernel not readable (run scripts/install-deps.sh lab)"
+if [ "$arch" = amd64 ]; then
+  kver=$(cat "$stamp")
+  kernel=/boot/vmlinuz-$kver
+  guest_root=()
+  cargo_target=()
+  bin_dir=$repo/target/release
+else
+  # Line 1: the arm64 root; line 2: its kernel's version.
+  root=$(sed -n 1p "$stamp")
+  kver=$(sed -n 2p "$stamp")
+  kernel=$root/boot/vmlinuz-$kver
+  # The root is read-only in the guest: mount points must exist in it. The repository is mounted
+  # at its own path (the paths in .run.sh are host paths), the scenario's output at /lab-out.
+  mkdir -p "$root$repo" "$root/lab-out"
+  guest_root=(--arch arm64 --root "$root" "--rodir=$repo=$repo")
+  cargo_target=(--target aarch64-unknown-linux-musl)
+  bin_dir=$repo/target/aarch64-unknown-linux-musl/release
+fi
+[ -r "$kernel" ] || die "guest kernel $kernel not readable (run scripts/install-deps.sh $deps)"
 
 # --- build ------------------------------------------------------------------------------------
 runnable=()
@@ -102,16 +130,22 @@ done
 
 declare -A test_bins=()
 if [ ${#runnable[@]} -gt 0 ]; then
-  say "cargo build --release --workspace --bins"
-  (cd "$repo" && cargo build --release --workspace --bins)
+  if [ "$arch" = amd64 ]; then
+    say "cargo build --release --workspace --bins"
+    (cd "$repo" && cargo build --release --workspace --bins)
+  else
+    # The two binaries the scenarios run (LAB_BIN); the other workspace binaries are host tools.
+    say "cargo build --release ${cargo_target[*]} -p sriov-cni -p sriov-device-plugin"
+    (cd "$repo" && cargo build --release "${cargo_target[@]}" -p sriov-cni -p sriov-device-plugin)
+  fi
   for f in "${runnable[@]}"; do
     while read -r pkg test; do
       if [ -z "$pkg" ] || [ -z "$test" ]; then die "$(basename "$f"): bad header 'lab-test-bin: $pkg $test' (want PACKAGE TEST)"; fi
       key="LAB_TEST_$(echo "$test" | tr '[:lower:]-' '[:upper:]_')"
       [ -n "${test_bins[$key]:-}" ] && continue
-      say "cargo test --release -p $pkg --features lab --test $test --no-run"
+      say "cargo test --release ${cargo_target[*]} -p $pkg --features lab --test $test --no-run"
       # json-render-diagnostics: artifacts as JSON on stdout, compiler errors readable on stderr.
-      exe=$(cd "$repo" && cargo test --release -p "$pkg" --features lab --test "$test" --no-run \
+      exe=$(cd "$repo" && cargo test --release "${cargo_target[@]}" -p "$pkg" --features lab --test "$test" --no-run \
         --message-format=json-render-diagnostics \
         | jq -r --arg t "$test" 'select(.reason == "compiler-artifact" and .executable != null
             and .target.name == $t) | .executable' | tail -n1) \
@@ -124,7 +158,14 @@ fi
 
 # --- run --------------------------------------------------------------------------------------
 mkdir -p "$out_root"
-qemu_opts="-device intel-iommu,intremap=on -device pcie-root-port,id=rp1,slot=1,chassis=1"
+if [ "$arch" = amd64 ]; then
+  qemu_opts="-device intel-iommu,intremap=on"
+else
+  # vng starts `-M virt -cpu cortex-a57`; QEMU merges this -machine into it. The SMMUv3 sits in
+  # front of the PCIe root complex, so the igb PF and its VFs are translated by it.
+  qemu_opts="-machine iommu=smmuv3"
+fi
+qemu_opts+=" -device pcie-root-port,id=rp1,slot=1,chassis=1"
 # A hub with only the igb port on it: nothing the NIC sends leaves the VM.
 qemu_opts+=" -netdev hubport,id=n1,hubid=0 -device igb,bus=rp1,netdev=n1"
 # One TCG thread: multi-threaded TCG hung about one boot in six on these machines.
@@ -145,15 +186,25 @@ trap interrupted INT TERM
 # no_timer_check: under software emulation on a busy host the kernel's boot-time check of the
 # IO-APIC timer (through interrupt remapping) can miss its deadline and panic ("timer doesn't
 # work through Interrupt-remapped IO-APIC"); the timer itself works.
-kappend="intel_iommu=on no_timer_check"
+kappend=(--append "intel_iommu=on no_timer_check")
+# SMMUv3 needs no switch: the kernel uses it when the firmware (here QEMU's DT) describes it.
+# But booted from a device tree, the kernel learns of the IOMMU only after PCI enumeration, too
+# late to enable ACS on the root port, and the root port, the PF and every VF end in one IOMMU
+# group (ACPI IORT on a server requests ACS in time). pci=config_acs sets the standard bits
+# (source validation, request and completion redirect, upstream forwarding) on every device
+# with ACS, as the kernel does itself on x86: one group per VF, as on real Arm servers.
+[ "$arch" = amd64 ] || kappend=(--append "pci=config_acs=11101@pci:0:0")
 
 names=() results=() secs=()
 npass=0 nfail=0 nskip=0
 
 run_one() {
-  local f=$1 name out log wrapper tmo start rc result reason line panic
+  local f=$1 name out gout rwdir log wrapper tmo start rc result reason line panic
   name=$(basename "$f" .sh)
   out="$out_root/$name"
+  # The guest's path of $out.
+  gout=$out rwdir=$out
+  [ "$arch" = amd64 ] || gout=/lab-out rwdir=/lab-out=$out
   log="$out_root/$name.log"
   rm -rf "$out" "$log"
   mkdir -p "$out"
@@ -162,10 +213,10 @@ run_one() {
   {
     echo "#!/bin/bash"
     printf 'export LAB_NAME=%q LAB_BIN=%q LAB_REPO=%q LAB_OUT=%q\n' \
-      "$name" "$repo/target/release" "$repo" "$out"
+      "$name" "$bin_dir" "$repo" "$gout"
     for k in "${!test_bins[@]}"; do printf 'export %s=%q\n' "$k" "${test_bins[$k]}"; done
     printf 'cd %q\n' "$repo"
-    printf 'exec bash %q\n' "$out/.scenario.sh"
+    printf 'exec bash %q\n' "$gout/.scenario.sh"
   } >"$wrapper"
   # bash reads a script as it runs it: the guest runs a copy, so editing the scenario during a
   # run cannot change what the guest executes.
@@ -173,12 +224,12 @@ run_one() {
 
   tmo=$(header "$f" lab-timeout)
   tmo=${tmo:-$default_timeout}
-  say "scenario $name (timeout ${tmo}s)"
+  say "scenario $name on $arch (timeout ${tmo}s)"
   start=$(date +%s)
   # timeout(1) puts vng and QEMU in a process group of their own and signals the whole group;
   # run in the background so that an interrupt of this script can stop that group too.
-  local vng=(vng --run "$kernel" --force-9p --disable-microvm --disable-kvm -m "$memory" --verbose
-    --rwdir="$out" --append "$kappend" --qemu-opts="$qemu_opts" --exec "bash $wrapper")
+  local vng=(vng --run "$kernel" "${guest_root[@]}" --force-9p --disable-microvm --disable-kvm -m "$memory" --verbose
+    "--rwdir=$rwdir" "${kappend[@]}" --qemu-opts="$qemu_opts" --exec "bash $gout/.run.sh")
   if [ -n "$verbose" ]; then
     timeout -k 10 "$tmo" "${vng[@]}" </dev/null > >(tee "$log") 2>&1 &
   else

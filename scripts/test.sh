@@ -2,8 +2,10 @@
 # Runs every test of the project: formatting and lints, unit and fake-sysfs tests, real-kernel
 # tests in throwaway network namespaces (root), the kubelet's own device manager, a real
 # single-node Kubernetes (scripts/node.sh), the fuzz targets' quick run, and the emulated
-# SR-IOV lab scenarios.
-# Installs what it needs first (Debian packages, QEMU, the guest kernel, virtme-ng).
+# SR-IOV lab scenarios; then the same for arm64: the tests built for aarch64 under qemu-aarch64,
+# and the lab's discovery and provisioning scenarios on an Arm guest (SMMUv3).
+# Installs what it needs first (Debian packages, QEMU, the guest kernels and the arm64 guest
+# root, virtme-ng, the aarch64 Rust target).
 # A test that cannot run here (not root) fails the run: SRIOV_TEST_STRICT=1.
 #
 #   scripts/test.sh --quick   the inner loop: fmt, clippy, unit and fake-tree tests; no installs,
@@ -42,14 +44,14 @@ if [ -n "$quick" ]; then
 fi
 
 export SRIOV_TEST_STRICT=1
-bash scripts/install-deps.sh lab
+bash scripts/install-deps.sh arm
 
 lint
 echo "== cargo test (unit, fake sysfs, netns, test kubelet)"
 cargo test --workspace
 echo "== deploy/ manifests and config samples"
 bash scripts/validate-manifests.sh
-echo "== Dockerfile build step (static release binaries, as the image builds them)"
+echo "== release binaries for amd64 and arm64 (scripts/build-release.sh), as the Dockerfile takes them"
 bash scripts/check-dockerfile.sh
 echo "== shellcheck (scripts, lab)"
 shellcheck -x scripts/*.sh .ci/run deploy/*.sh tests/lab/*.sh tests/lab/scenarios/*.sh \
@@ -66,3 +68,7 @@ echo "== side by side with upstream sriov-cni and sriovdp, quick mode (bench/pee
 bash bench/peers.sh --quick
 echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all
+echo "== arm64: the tests built for aarch64, run under qemu-aarch64 (scripts/test-arm64.sh)"
+bash scripts/test-arm64.sh
+echo "== the lab on an Arm guest: discovery, provisioning (scripts/lab.sh --arch arm64 05 10)"
+bash scripts/lab.sh --arch arm64 05 10

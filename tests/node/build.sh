@@ -151,12 +151,12 @@ base_tar() {
 
 # --- our image: the Dockerfile's builder step, then its final stage -----------------------------
 our_image() {
-  local base host bin
+  local base bin
   base=$(base_tar)
   bash "$NODE_REPO/scripts/check-dockerfile.sh" >"$NODE_TARGET/check-dockerfile.log" 2>&1 ||
     { tail -n 30 "$NODE_TARGET/check-dockerfile.log" >&2; die "build: the Dockerfile's build step failed"; }
-  host=$(rustc -vV | sed -n 's/^host: //p')
-  bin=$NODE_REPO/target/$host/release
+  # The image takes target/dist/<arch>/ (scripts/build-release.sh, run by check-dockerfile.sh).
+  bin=$NODE_REPO/target/dist/amd64
   python3 "$NODE_HERE/image.py" build "$NODE_REPO/Dockerfile" "$NODE_REPO" "$base" "$bin" \
     "$NODE_TARGET/sriov-network.tar" "$NODE_IMAGE" >/dev/null
   python3 "$NODE_HERE/image.py" check "$NODE_REPO/Dockerfile" "$NODE_REPO" "$bin" \

@@ -3,7 +3,8 @@
 
 No registry or Docker daemon is needed: the Dockerfile's final stage is read instruction by
 instruction and carried out here, on a Debian root made by mmdebstrap (tests/node/build.sh)
-and the release binaries built as the Dockerfile's builder stage builds them. An instruction
+and the release binaries it COPYs from target/dist/$TARGETARCH (scripts/build-release.sh), with
+TARGETARCH the architecture of this machine. An instruction
 this script does not know is an error, so the Dockerfile cannot change behind its back.
 
   image.py plan  DOCKERFILE                       -> JSON: base release, packages RUN installs
@@ -98,7 +99,9 @@ def apt_packages(cmd):
 
 def plan(dockerfile):
     """What the final stage asks for."""
-    args, stage, stages = {}, None, []
+    # The platform arguments buildx predefines, for the platform of this machine.
+    args = {"TARGETARCH": arch(), "TARGETOS": "linux", "TARGETPLATFORM": f"linux/{arch()}"}
+    stage, stages = None, []
     for kw, rest in instructions(dockerfile):
         if kw == "FROM":
             words = subst(rest, args).split()
@@ -121,6 +124,9 @@ def plan(dockerfile):
          "entrypoint": None, "cmd": None, "env": list(DEBIAN_ENV), "workdir": ""}
     for kw, rest in final["ins"]:
         if kw == "ARG":
+            k, eq, v = rest.partition("=")
+            if k not in args and eq:
+                args[k] = v
             continue
         if kw == "LABEL":
             for w in shlex.split(rest):
@@ -129,7 +135,7 @@ def plan(dockerfile):
         elif kw == "RUN":
             p["packages"] += apt_packages(rest)
         elif kw == "COPY":
-            opts, words = flags(rest)
+            opts, words = flags(subst(rest, args))
             unknown = set(opts) - {"from", "chmod"}
             if unknown or len(words) < 2:
                 raise Fail(f"COPY {rest!r}: options {sorted(unknown)} or arguments not understood")
@@ -326,7 +332,7 @@ def check(dockerfile, context, bin_dir, archive, name):
                 problems.append(f"{cp['dest']}: differs from {src}")
         mode = cp["mode"] if cp["mode"] is not None else os.stat(src).st_mode & 0o7777
         want(f"{cp['dest']} mode", oct(m.mode & 0o7777), oct(mode))
-        if cp["from"] is not None and not is_static(data):
+        if (cp["from"] is not None or cp["src"].startswith("target/dist/")) and not is_static(data):
             problems.append(f"{cp['dest']}: not a static ELF binary")
     status = (files.get("/var/lib/dpkg/status", (None, b""))[1] or b"").decode()
     installed = set(re.findall(r"^Package: (\S+)\n(?:[^\n]+\n)*?Status: install ok installed$", status, re.M))

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the release binaries the image ships, for both of its platforms, on an x86_64 host with
+# no emulated compiler and no C cross toolchain:
+#
+#   target/dist/amd64/{sriov,sriov-device-plugin}   x86_64-unknown-linux-gnu, glibc crt-static
+#   target/dist/arm64/{sriov,sriov-device-plugin}   aarch64-unknown-linux-musl, linked by rust-lld
+#
+#   scripts/build-release.sh [amd64] [arm64]     # default: both
+#
+# Every binary is statically linked: `sriov` runs on the host, not in the image, and must not
+# depend on the node's libc (Ubuntu 20.04, RHEL 8 and other nodes ship older glibc than
+# bookworm). The Dockerfile COPYs target/dist/$TARGETARCH; scripts/check-dockerfile.sh runs this
+# script and checks its output. The arm64 linker comes from .cargo/config.toml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "build-release: $*" >&2; exit 1; }
+arches=("$@")
+[ ${#arches[@]} -gt 0 ] || arches=(amd64 arm64)
+
+# ELF machine of a file (readelf -h), and whether it asks for a dynamic loader.
+elf_machine() { readelf -h "$1" 2>/dev/null | sed -n 's/^ *Machine: *//p'; }
+is_static() { ! readelf -l "$1" 2>/dev/null | grep -q 'INTERP'; }
+
+for a in "${arches[@]}"; do
+  case $a in
+    amd64) triple=x86_64-unknown-linux-gnu machine='Advanced Micro Devices X86-64'
+      # --target keeps crt-static off build scripts and proc-macros.
+      flags=(-C target-feature=+crt-static) ;;
+    arm64) triple=aarch64-unknown-linux-musl machine=AArch64 flags=() ;;
+    *) fail "unknown architecture '$a' (want amd64 or arm64)" ;;
+  esac
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
+    rustup target add "$triple" >&2 || fail "rustup target add $triple failed"
+  fi
+  echo "== cargo build --release --locked --target $triple (target/dist/$a)"
+  start=$(date +%s)
+  RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" \
+    -p sriov-device-plugin -p sriov-cni
+  mkdir -p "target/dist/$a"
+  for b in sriov-device-plugin sriov; do
+    f="target/$triple/release/$b"
+    [ -x "$f" ] || fail "$f was not produced"
+    [ "$(elf_machine "$f")" = "$machine" ] || fail "$f is not a $machine binary: $(elf_machine "$f")"
+    is_static "$f" || fail "$f is dynamically linked"
+    install -m 0755 "$f" "target/dist/$a/$b"
+    echo "== target/dist/$a/$b: $(stat -c %s "$f") bytes, static $machine"
+  done
+  echo "== $a built in $(( $(date +%s) - start )) s"
+done
