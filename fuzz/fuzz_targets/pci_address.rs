@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         // Canonical form: the input itself, in lowercase (the parser accepts uppercase hex).
         assert_eq!(shown, s.to_ascii_lowercase(), "{s:?}");
         assert_eq!(shown.parse::<PciAddress>(), Ok(a));
-        assert!(a.device <= 0x1f && a.function <= 7, "{a}");
+        assert!(a.device() <= 0x1f && a.function() <= 7, "{a}");
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<PciAddress>(&json).unwrap(), a);
     }
