@@ -28,6 +28,27 @@ use crate::env::{Command, Env};
 use crate::error::{CniError, Result};
 use crate::netconf::NetConf;
 
+/// The largest network config accepted on stdin: 1 MiB. A netconf, even with a `prevResult` of
+/// many interfaces, addresses and routes, is a few kilobytes; a larger input is refused before
+/// it is parsed, so a runaway writer cannot make the plugin buffer without bound.
+pub const MAX_STDIN: usize = 1 << 20;
+
+/// Read the network config from `r`: at most [`MAX_STDIN`] bytes. More is refused (code 7,
+/// naming the limit) without being parsed.
+pub fn read_stdin(r: impl std::io::Read) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    r.take(MAX_STDIN as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CniError::new(error::IO, format!("reading stdin: {e}")))?;
+    if buf.len() > MAX_STDIN {
+        return Err(CniError::config(format!(
+            "network config on stdin is larger than {MAX_STDIN} bytes (1 MiB): a netconf with its prevResult is a few kilobytes; check what the runtime passes"
+        )));
+    }
+    Ok(buf)
+}
+
 /// Run one invocation. `Ok(Some(json))` is printed on stdout.
 pub fn run(env: &Env, stdin: &[u8]) -> Result<Option<String>> {
     if env.command == Command::Version {

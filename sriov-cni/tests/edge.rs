@@ -417,3 +417,50 @@ fn del_with_a_torn_state_file_releases_and_keeps_it_aside() {
         "second DEL",
     );
 }
+
+/// Run the plugin binary with `cmd` and `stdin`, outside any bed (no root needed): the write
+/// may be cut short when the plugin stops reading.
+fn bare(cmd: &str, stdin: Vec<u8>) -> (bool, serde_json::Value) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(BIN)
+        .env("CNI_COMMAND", cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn plugin");
+    let mut w = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&stdin);
+    });
+    let out = child.wait_with_output().expect("wait plugin");
+    let _ = writer.join();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), json)
+}
+
+#[test]
+fn netconf_larger_than_1_mib_is_refused_before_parsing() {
+    let limit = sriov_cni::MAX_STDIN;
+    assert_eq!(limit, 1 << 20);
+    // A valid config padded with spaces to `len` bytes: valid JSON at any size.
+    let padded = |len: usize| {
+        let mut v = br#"{"cniVersion": "1.0.0", "name": "n", "type": "sriov"}"#.to_vec();
+        v.resize(len, b' ');
+        v
+    };
+    let (ok_at_limit, v) = bare("VERSION", padded(limit));
+    assert!(ok_at_limit, "exactly 1 MiB is accepted: {v}");
+    assert_eq!(v["cniVersion"], "1.0.0");
+    for len in [limit + 1, 4 * limit] {
+        let (ok, e) = bare("VERSION", padded(len));
+        assert!(!ok, "{len} bytes accepted: {e}");
+        assert_eq!(e["code"], 7, "{e}");
+        let msg = e["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains("larger than 1048576 bytes"), "{msg}");
+    }
+    // Not JSON beyond the limit: the size is what is reported, not a parse error.
+    let (_, e) = bare("ADD", vec![b'{'; limit + 1]);
+    assert_eq!(e["code"], 7, "{e}");
+}
