@@ -354,13 +354,13 @@ fn parse_selectors(obj: &Map<String, Value>, e: &PoolErr) -> Result<Vec<Selector
             "missing: expected an object or a list of objects".into(),
         )),
         Some(s @ Value::Object(_)) => Ok(vec![
-            Selector::parse(s).map_err(|(k, p)| e.at(&format!("selectors.{k}"), p))?
+            Selector::parse(s).map_err(|k| e.key(k.under("selectors")))?
         ]),
         Some(Value::Array(list)) => list
             .iter()
             .enumerate()
             .map(|(j, s)| {
-                Selector::parse(s).map_err(|(k, p)| e.at(&format!("selectors[{j}].{k}"), p))
+                Selector::parse(s).map_err(|k| e.key(k.under(&format!("selectors[{j}]"))))
             })
             .collect(),
         Some(other) => Err(e.at(

@@ -56,6 +56,20 @@ fn flat_additional_info_applies_to_every_device() {
 }
 
 #[test]
+fn a_selector_that_is_not_an_object_is_named_by_its_position() {
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": [{}, "x"]}]}));
+    assert!(
+        e.contains("selectors[1]: expected an object, got \"x\""),
+        "{e}"
+    );
+    let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": [{"isRdma": 1}]}]}));
+    assert!(
+        e.contains("selectors[0].isRdma: expected true or false"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unknown_keys_suggest_the_closest_known_one() {
     let e = err(json!({"resourceList": [{"resourceName": "p", "selectors": {"pfName": ["x"]}}]}));
     assert!(e.contains("pool \"p\""), "{e}");

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 /// A problem with one key of the config file: where it is and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {problem}")]
-pub(crate) struct KeyError {
+pub struct KeyError {
     /// The key's path from the level the caller parsed, e.g. `provision[0].numVfs`.
     pub key: String,
     /// What is wrong and what was expected, e.g. `missing: expected a VF count`.
@@ -21,6 +21,17 @@ impl KeyError {
             key: key.into(),
             problem: problem.into(),
         }
+    }
+
+    /// The same problem with its key placed under `parent` (`selectors[1]` + `vendors` =
+    /// `selectors[1].vendors`; an empty key, the value itself, becomes `parent`).
+    pub(crate) fn under(self, parent: &str) -> KeyError {
+        let key = if self.key.is_empty() {
+            parent.to_string()
+        } else {
+            format!("{parent}.{}", self.key)
+        };
+        KeyError { key, ..self }
     }
 }
 

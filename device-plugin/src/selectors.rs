@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sriov_host::{IndexSet, PciAddress, PciDevice, PciId};
 
-use crate::json::{as_bool, kind, str_list, upstream_keys};
+use crate::json::{as_bool, kind, str_list, upstream_keys, KeyError};
 
 const SELECTOR_KEYS: &[&str] = &[
     "vendors",
@@ -71,41 +71,33 @@ pub struct Candidate<'a> {
     pub vhost_net_available: bool,
 }
 
-type ParseError = (String, String);
-
 impl Selector {
-    /// Parse one selector object; errors are `(key, problem)`.
-    pub fn parse(v: &Value) -> Result<Selector, ParseError> {
-        let obj = v.as_object().ok_or_else(|| {
-            (
-                String::new(),
-                format!("expected an object, got {}", kind(v)),
-            )
-        })?;
+    /// Parse one selector object. The error's key is the selector key at fault (empty when
+    /// `v` is not an object).
+    pub fn parse(v: &Value) -> Result<Selector, KeyError> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| KeyError::new("", format!("expected an object, got {}", kind(v))))?;
         if let Some(k) = obj.keys().find(|k| {
             UNSUPPORTED_UPSTREAM_KEYS
                 .iter()
                 .any(|u| u.eq_ignore_ascii_case(k))
         }) {
-            return Err((
+            return Err(KeyError::new(
                 k.clone(),
-                "upstream selector not supported here; remove it (ignoring it would widen the pool)"
-                    .into(),
+                "upstream selector not supported here; remove it (ignoring it would widen the pool)",
             ));
         }
-        let obj = &upstream_keys(obj, SELECTOR_KEYS, &[]).map_err(|e| (e.key, e.problem))?;
+        let obj = &upstream_keys(obj, SELECTOR_KEYS, &[])?;
         let mut s = Selector::default();
         for (key, val) in obj {
-            let e = |p: String| (key.clone(), p);
+            let e = |p: String| KeyError::new(key.clone(), p);
             match key.as_str() {
                 "vendors" | "devices" => {
                     let ids = str_list(val)
                         .map_err(e)?
                         .into_iter()
-                        .map(|x| {
-                            x.parse::<PciId>()
-                                .map_err(|err| (key.clone(), err.to_string()))
-                        })
+                        .map(|x| x.parse::<PciId>().map_err(|err| e(err.to_string())))
                         .collect::<Result<Vec<_>, _>>()?;
                     if key == "vendors" {
                         s.vendors = ids;
@@ -119,9 +111,8 @@ impl Selector {
                         .map_err(e)?
                         .into_iter()
                         .map(|x| {
-                            x.parse().map_err(|err: sriov_host::pci::PciAddressError| {
-                                (key.clone(), err.to_string())
-                            })
+                            x.parse()
+                                .map_err(|err: sriov_host::pci::PciAddressError| e(err.to_string()))
                         })
                         .collect::<Result<_, _>>()?
                 }
@@ -130,9 +121,9 @@ impl Selector {
                         .map_err(e)?
                         .into_iter()
                         .map(|x| {
-                            let (pf, vfs) = split_range(x).map_err(|p| (key.clone(), p))?;
+                            let (pf, vfs) = split_range(x).map_err(e)?;
                             if pf.is_empty() || pf.contains('/') {
-                                return Err((key.clone(), format!("invalid PF name in {x:?}")));
+                                return Err(e(format!("invalid PF name in {x:?}")));
                             }
                             Ok(PfRef {
                                 pf: pf.to_string(),
@@ -142,30 +133,26 @@ impl Selector {
                         .collect::<Result<_, _>>()?
                 }
                 "rootDevices" => {
-                    s.root_devices = str_list(val)
-                        .map_err(e)?
-                        .into_iter()
-                        .map(|x| {
-                            let (pf, vfs) = split_range(x).map_err(|p| (key.clone(), p))?;
-                            let pf =
-                                pf.parse()
-                                    .map_err(|err: sriov_host::pci::PciAddressError| {
-                                        (key.clone(), err.to_string())
-                                    })?;
-                            Ok::<_, ParseError>(PfRef { pf, vfs })
-                        })
-                        .collect::<Result<_, _>>()?
+                    s.root_devices =
+                        str_list(val)
+                            .map_err(e)?
+                            .into_iter()
+                            .map(|x| {
+                                let (pf, vfs) = split_range(x).map_err(e)?;
+                                let pf = pf.parse().map_err(
+                                    |err: sriov_host::pci::PciAddressError| e(err.to_string()),
+                                )?;
+                                Ok::<_, KeyError>(PfRef { pf, vfs })
+                            })
+                            .collect::<Result<_, _>>()?
                 }
                 "linkTypes" => {
                     s.link_types = strings(val).map_err(e)?;
                     for t in &s.link_types {
                         if link_type_code(t).is_none() {
-                            return Err((
-                                key.clone(),
-                                format!(
-                                    "unknown link type {t:?}: expected \"ether\" or \"infiniband\""
-                                ),
-                            ));
+                            return Err(e(format!(
+                                "unknown link type {t:?}: expected \"ether\" or \"infiniband\""
+                            )));
                         }
                     }
                 }

@@ -92,16 +92,16 @@ fn a_single_string_is_a_one_element_list() {
 
 #[test]
 fn unsupported_upstream_keys_are_refused_by_name() {
-    let (k, p) = Selector::parse(&json!({"ddpProfiles": ["GTP"]})).unwrap_err();
-    assert_eq!(k, "ddpProfiles");
-    assert!(p.contains("not supported"), "{p}");
+    let e = Selector::parse(&json!({"ddpProfiles": ["GTP"]})).unwrap_err();
+    assert_eq!(e.key, "ddpProfiles");
+    assert!(e.problem.contains("not supported"), "{e}");
 }
 
 #[test]
 fn unsupported_upstream_keys_are_refused_in_any_case() {
     for key in ["DDPProfiles", "pKeys", "VdpaType", "auxtypes"] {
-        let (k, p) = Selector::parse(&json!({ key: ["x"] })).unwrap_err();
-        assert_eq!(k, key);
-        assert!(p.contains("not supported"), "{p}");
+        let e = Selector::parse(&json!({ key: ["x"] })).unwrap_err();
+        assert_eq!(e.key, key);
+        assert!(e.problem.contains("not supported"), "{e}");
     }
 }
