@@ -84,7 +84,8 @@ impl PfSettings {
 pub struct NetConf {
     pub cni_version: Version,
     pub name: String,
-    /// From `runtimeConfig.deviceID`, else top-level `deviceID`. Required by ADD and CHECK.
+    /// From the top-level `deviceID` or `runtimeConfig.deviceID` (which must agree). Required by
+    /// ADD and CHECK.
     pub device_id: Option<PciAddress>,
     pub pf: PfSettings,
     pub mtu: Option<u32>,
@@ -278,15 +279,28 @@ fn version(obj: &Map<String, Value>) -> Result<Version> {
     })
 }
 
-/// The device ID: `runtimeConfig.deviceID` first, then the top-level `deviceID`.
+/// The device ID: the top-level `deviceID` or `runtimeConfig.deviceID`; when both are given they
+/// must name the same device. Multus writes the VF the kubelet allocated at top level
+/// (overwriting the NAD's), and into `runtimeConfig` only when the NAD declares the `deviceID`
+/// capability, with the same value; a NAD that declares no capabilities reaches the plugin with
+/// its own `runtimeConfig` verbatim. Preferring that one would let a NAD author pick a VF the
+/// kubelet did not allocate to the pod.
 fn device_id_of(obj: &Map<String, Value>, rc: &Map<String, Value>) -> Result<Option<PciAddress>> {
-    Ok(match rc.get("deviceID").filter(|v| !v.is_null()) {
+    let top = match obj.get("deviceID").filter(|v| !v.is_null()) {
+        Some(v) => Some(device_id("deviceID", v)?),
+        None => None,
+    };
+    let runtime = match rc.get("deviceID").filter(|v| !v.is_null()) {
         Some(v) => Some(device_id("runtimeConfig.deviceID", v)?),
-        None => match obj.get("deviceID").filter(|v| !v.is_null()) {
-            Some(v) => Some(device_id("deviceID", v)?),
-            None => None,
-        },
-    })
+        None => None,
+    };
+    match (top, runtime) {
+        (Some(t), Some(r)) if t != r => Err(bad(
+            "runtimeConfig.deviceID",
+            format!("{r} differs from deviceID {t}: both name the VF allocated to the pod; remove runtimeConfig.deviceID from the network config"),
+        )),
+        (t, r) => Ok(t.or(r)),
+    }
 }
 
 /// `vlan`, `vlanQoS` and `vlanProto`, checked together (QoS and 802.1ad need a non-zero VLAN).

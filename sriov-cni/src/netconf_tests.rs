@@ -53,11 +53,30 @@ fn cni_device_info_file_is_accepted_whatever_it_holds() {
 
 #[test]
 fn device_id_sources() {
+    // Only in runtimeConfig, or in both with the same value (Multus with the capability).
     let mut v = base();
+    v.as_object_mut().unwrap().remove("deviceID");
     v["runtimeConfig"] = json!({"deviceID":"0000:04:00.1"});
     assert_eq!(
         parse(v).unwrap().device_id,
         Some("0000:04:00.1".parse().unwrap())
+    );
+    let mut v = base();
+    v["runtimeConfig"] = json!({"deviceID":"0000:03:02.0"});
+    assert_eq!(
+        parse(v).unwrap().device_id,
+        Some("0000:03:02.0".parse().unwrap())
+    );
+    // Different: a runtimeConfig written into the NAD may not override the VF Multus injected.
+    let mut v = base();
+    v["runtimeConfig"] = json!({"deviceID":"0000:04:00.1"});
+    let e = parse(v).unwrap_err();
+    assert_eq!(e.code, 7);
+    assert!(
+        e.msg
+            .starts_with("runtimeConfig.deviceID: 0000:04:00.1 differs from deviceID 0000:03:02.0"),
+        "{}",
+        e.msg
     );
     let mut v = base();
     v.as_object_mut().unwrap().remove("deviceID");

@@ -80,3 +80,34 @@ fn runtime_mac_is_a_pf_side_setting() {
     ok(&m.del(None), "DEL after the failed ADD");
     assert_restored(&bed, &vf);
 }
+
+#[test]
+fn a_nad_cannot_pick_another_vf_through_its_own_runtime_config() {
+    let Some(bed) = Bed::new("multus_nad_rc") else {
+        return;
+    };
+    let (allocated, other) = (bed.add_vf(1), bed.add_vf(2));
+    let pod = bed.pod("p");
+    // No capabilities: the CNI library leaves the NAD's runtimeConfig as written, next to the
+    // top-level deviceID Multus injects from the kubelet's allocation.
+    let nad = json!({
+        "cniVersion": "1.0.0",
+        "name": "sriov-rc",
+        "type": "sriov",
+        "runtimeConfig": {"deviceID": other.pci},
+    });
+    let m = Multus::new(&bed, BIN, "sriov-rc", &nad, &pod, &allocated.pci);
+    let stdin = m.stdin(None);
+    assert_eq!(stdin["deviceID"], allocated.pci.as_str());
+    assert_eq!(stdin["runtimeConfig"]["deviceID"], other.pci.as_str());
+    let add = m.add();
+    assert_eq!(add.code(), Some(7), "{}", add.stdout);
+    assert!(
+        add.msg().starts_with("runtimeConfig.deviceID"),
+        "{}",
+        add.msg()
+    );
+    assert!(bed.link(Some(&pod), IFNAME).is_none(), "a VF was attached");
+    assert_restored(&bed, &other);
+    assert_restored(&bed, &allocated);
+}
