@@ -41,9 +41,14 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
     };
     // Fails before anything changes when the device is not a VF, or (kernel mode) when the
     // pod already has an interface called CNI_IFNAME.
-    if Vf::resolve(&sysfs, pci)?.netdev.is_some() {
-        ifname_free(&netns_path, &env.ifname)?;
-    }
+    // The pod's socket is kept for the attachment itself.
+    let pod = if Vf::resolve(&sysfs, pci)?.netdev.is_some() {
+        let mut pod = Netlink::open_here(&netns_path)?;
+        ifname_free(&mut pod, &netns_path, &env.ifname)?;
+        Some(pod)
+    } else {
+        None
+    };
 
     let _lock = VfLock::acquire(&env.state_dir, pci)?;
     clear_holders(env, pci)?;
@@ -108,7 +113,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         ipam: ipam_plugin.as_deref(),
     };
     let out = match mode {
-        Mode::Kernel => run.kernel(&mut nl, &mut st),
+        Mode::Kernel => run.kernel(&mut nl, pod, &mut st),
         Mode::Dpdk => run.dpdk(&mut nl, &mut st),
     };
     match out {
@@ -203,8 +208,7 @@ fn clear_holders(env: &Env, pci: PciAddress) -> Result<()> {
 
 /// `CNI_IFNAME` must not name an interface the pod already has (its primary `eth0`, `lo`,
 /// another attachment's): checked before anything changes.
-fn ifname_free(netns_path: &Path, ifname: &str) -> Result<()> {
-    let mut pod = Netlink::open_in(netns_path)?;
+fn ifname_free(pod: &mut Netlink, netns_path: &Path, ifname: &str) -> Result<()> {
     match pod.link_by_name(ifname) {
         Ok(_) => Err(ifname_taken(netns_path, ifname)),
         Err(e) if e.is_not_found() => Ok(()),
@@ -256,7 +260,8 @@ impl Run<'_> {
         CniResult::from_value(&v)
     }
 
-    fn kernel(&self, nl: &mut Netlink, st: &mut State) -> Result<Value> {
+    /// `pod`: a socket in the pod's netns, when one is open already.
+    fn kernel(&self, nl: &mut Netlink, pod: Option<Netlink>, st: &mut State) -> Result<Value> {
         self.pf_settings(nl, st)?;
         let orig = st
             .netdev
@@ -281,7 +286,10 @@ impl Run<'_> {
         let ns = netns::open(self.netns)?;
         nl.move_to_netns(&link, &ns, &temp)?;
 
-        let mut pod = Netlink::open_in(self.netns)?;
+        let mut pod = match pod {
+            Some(p) => p,
+            None => Netlink::open_here(self.netns)?,
+        };
         let mut plink = match vf::find_in_pod(&mut pod, st, &vf::pod_macs(st, None))? {
             vf::Lookup::Found(l) => l,
             vf::Lookup::Missing(what) => {
@@ -430,7 +438,7 @@ fn add_routes(pod: &mut Netlink, link: &Link, res: &CniResult) -> Result<()> {
 /// Have the kernel announce the addresses when the link comes up: gratuitous ARP (`arp_notify`)
 /// and unsolicited neighbour advertisements (`ndisc_notify`). Best effort.
 fn announce(netns_path: &Path, ifname: &str) {
-    let res = netns::run_in(netns_path, || {
+    let res = netns::run_here(netns_path, || {
         for (fam, key) in [("ipv4", "arp_notify"), ("ipv6", "ndisc_notify")] {
             let p = format!("/proc/sys/net/{fam}/conf/{ifname}/{key}");
             if let Err(e) = std::fs::write(&p, "1") {

@@ -37,7 +37,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
                 netns_path.display()
             )));
         }
-        let mut pod = Netlink::open_in(&netns_path)?;
+        let mut pod = Netlink::open_here(&netns_path)?;
         let link = pod.link_by_name(&env.ifname).map_err(|e| {
             CniError::op(format!(
                 "interface {} not found in netns {}: {e}",

@@ -378,7 +378,7 @@ fn return_from_pod(
     resend: bool,
     result_mac: Option<MacAddr>,
 ) -> Result<FromPod, TeardownError> {
-    let mut pod = Netlink::open_in(path)?;
+    let mut pod = Netlink::open_here(path)?;
     let macs = vf::pod_macs(st, result_mac);
     let mut link = match vf::find_in_pod(&mut pod, st, &macs)? {
         vf::Lookup::Found(l) => l,

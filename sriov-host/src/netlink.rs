@@ -124,6 +124,12 @@ impl Netlink {
         netns::run_in(path, Netlink::open)?
     }
 
+    /// [`Netlink::open_in`] without its thread: the calling thread enters the namespace to
+    /// create the socket and comes back ([`netns::run_here`]). For single-threaded processes.
+    pub fn open_here(path: &Path) -> Result<Self> {
+        netns::run_here(path, Netlink::open)?
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
