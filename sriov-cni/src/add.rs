@@ -94,8 +94,12 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value> {
         vf_orig,
         applied: PfSettings::default(),
         netdev,
-        temp_name: None,
-        moved: false,
+        // Recorded as moved from the first write on (the netdev "may have left the host"): a
+        // DEL after a crash before the move looks in the pod first, finds nothing there and
+        // restores it in the host. One state write less per ADD than recording the move
+        // separately just before it.
+        temp_name: (mode == Mode::Kernel).then(|| temp_name(&env.container_id, &env.ifname, pci)),
+        moved: mode == Mode::Kernel,
         pod_ifindex: None,
         pod_mac: None,
         pod_mtu: None,
@@ -274,11 +278,11 @@ impl Run<'_> {
         if link.up {
             nl.set_down(&link)?;
         }
-        let temp = temp_name(&self.env.container_id, &self.env.ifname, st.device_id);
-        st.temp_name = Some(temp.clone());
-        // From here on the undo looks for the netdev in the pod too (by identity).
-        st.moved = true;
-        st.save(&self.env.state_dir)?;
+        // Recorded before the first change: the undo looks for the netdev in the pod too.
+        let temp = st
+            .temp_name
+            .clone()
+            .ok_or_else(|| CniError::op("no temporary netdev name recorded"))?;
         // One request, no rename in the host first: a rename there is a "move" uevent, on which
         // udev may give the netdev its predictable name (e.g. enp1s0v1) as an alternative name
         // before it leaves; the altname travels with it and makes renaming it back to that name

@@ -1,5 +1,5 @@
 //! What one ADD and one DEL cost the plugin process in the kinds of work that dominate its own
-//! CPU time (docs/peers.md, "where the time goes"): threads spawned.
+//! CPU time (docs/peers.md, "where the time goes"): threads spawned, state-file replacements.
 //! Counted with strace on a real veth bed; skipped (failing in strict mode) without strace.
 
 mod common;
@@ -43,7 +43,7 @@ fn count(log: &Path, pred: impl Fn(&str) -> bool) -> usize {
 }
 
 #[test]
-fn add_and_del_spawn_no_thread() {
+fn add_and_del_spawn_no_thread_and_add_replaces_its_state_three_times() {
     let Some(bed) = Bed::new("cost") else {
         return;
     };
@@ -54,7 +54,7 @@ fn add_and_del_spawn_no_thread() {
     let vf = bed.add_vf(1);
     let pod = bed.pod("p1");
     let c = conf(&vf.pci, json!({}));
-    let calls = "clone,clone3";
+    let calls = "clone,clone3,rename,renameat,renameat2";
     let (add_log, del_log) = (bed.dir.path().join("add.st"), bed.dir.path().join("del.st"));
     let att = Att {
         container_id: "c1",
@@ -82,4 +82,9 @@ fn add_and_del_spawn_no_thread() {
         "ADD spawned threads (each costs a stack, a malloc arena and their teardown)"
     );
     assert_eq!(count(&del_log, threads), 0, "DEL spawned threads");
+    // One write before the first change, one with the netdev's ifindex in the pod, one with the
+    // result: the crash-recovery record needs no more.
+    let renames = |l: &str| l.contains("rename") && l.contains("c1-net1.json");
+    assert_eq!(count(&add_log, renames), 3, "state replacements in ADD");
+    assert_eq!(count(&del_log, renames), 0, "state replacements in DEL");
 }
