@@ -12,8 +12,8 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/sriov-network:TAG --push .
 # Each platform's image COPYs target/dist/$TARGETARCH (set by buildx). The only step that runs
 # per platform is the apt-get below, which buildx runs under QEMU binfmt for the foreign one.
-# amd64 binaries are glibc crt-static, arm64 ones musl; all are static, because `sriov` runs on
-# the host, not in this image, and must not depend on the host's libc.
+# sriov is musl on both platforms, the amd64 device plugin glibc crt-static; all are static,
+# because `sriov` runs on the host, not in this image, and must not depend on the host's libc.
 
 ARG DEBIAN_RELEASE=bookworm
 

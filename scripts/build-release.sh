@@ -2,14 +2,19 @@
 # Builds the release binaries the image ships, for both of its platforms, on an x86_64 host with
 # no emulated compiler and no C cross toolchain:
 #
-#   target/dist/amd64/{sriov,sriov-device-plugin}   x86_64-unknown-linux-gnu, glibc crt-static
+#   target/dist/amd64/sriov-device-plugin           x86_64-unknown-linux-gnu, glibc crt-static
+#   target/dist/amd64/sriov                         x86_64-unknown-linux-musl
 #   target/dist/arm64/{sriov,sriov-device-plugin}   aarch64-unknown-linux-musl, linked by rust-lld
 #
 #   scripts/build-release.sh [amd64] [arm64]     # default: both
 #
 # Every binary is statically linked: `sriov` runs on the host, not in the image, and must not
 # depend on the node's libc (Ubuntu 20.04, RHEL 8 and other nodes ship older glibc than
-# bookworm). The Dockerfile COPYs target/dist/$TARGETARCH; scripts/check-dockerfile.sh runs this
+# bookworm). The CNI plugin `sriov` is musl on both platforms: it is a process of a few
+# milliseconds, started twice per attachment, and static glibc's start-up probes the CPU's caches
+# with dozens of CPUID instructions, each a trap to the hypervisor on a virtual machine (on the
+# bench's VM that start-up was ~1.3 ms of an ADD+DEL's ~5.5 ms of CPU; docs/peers.md). The
+# Dockerfile COPYs target/dist/$TARGETARCH; scripts/check-dockerfile.sh runs this
 # script and checks its output. The arm64 linker comes from .cargo/config.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,16 +38,33 @@ for a in "${arches[@]}"; do
   if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
     rustup target add "$triple" >&2 || fail "rustup target add $triple failed"
   fi
-  echo "== cargo build --release --locked --target $triple (target/dist/$a)"
+  # The CNI plugin's target: musl on both (see above).
+  cni_triple=${triple/-gnu/-musl}
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$cni_triple"; then
+    rustup target add "$cni_triple" >&2 || fail "rustup target add $cni_triple failed"
+  fi
   start=$(date +%s)
-  RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" \
-    -p sriov-device-plugin -p sriov-cni
+  if [ "$cni_triple" = "$triple" ]; then
+    echo "== cargo build --release --locked --target $triple (target/dist/$a)"
+    RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" \
+      -p sriov-device-plugin -p sriov-cni
+  else
+    echo "== cargo build --release --locked --target $triple / $cni_triple (target/dist/$a)"
+    RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" \
+      -p sriov-device-plugin
+    cargo build --release --locked --target "$cni_triple" -p sriov-cni
+  fi
   mkdir -p "target/dist/$a"
   for b in sriov-device-plugin sriov; do
-    f="target/$triple/release/$b"
+    t=$triple
+    [ "$b" = sriov ] && t=$cni_triple
+    f="target/$t/release/$b"
     [ -x "$f" ] || fail "$f was not produced"
     [ "$(elf_machine "$f")" = "$machine" ] || fail "$f is not a $machine binary: $(elf_machine "$f")"
     is_static "$f" || fail "$f is dynamically linked"
+    if [ "$b" = sriov ] && grep -qa 'GNU C Library' "$f"; then
+      fail "$f is a glibc build: the CNI plugin must be the musl one (see the top of this script)"
+    fi
     install -m 0755 "$f" "target/dist/$a/$b"
     echo "== target/dist/$a/$b: $(stat -c %s "$f") bytes, static $machine"
   done
