@@ -116,12 +116,21 @@ pub fn run_here<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T, NetnsError> 
         path: path.to_path_buf(),
         source,
     })?;
-    let out = f();
-    if let Err(e) = setns(&own, CloneFlags::CLONE_NEWNET) {
-        tracing::error!(netns = %path.display(), error = %e, "cannot return to the own network namespace; aborting");
-        std::process::abort();
+    // Returns on drop, so also when `f` unwinds.
+    let _back = Return(own);
+    Ok(f())
+}
+
+/// Moves the calling thread back into its own network namespace when dropped.
+struct Return(File);
+
+impl Drop for Return {
+    fn drop(&mut self) {
+        if let Err(e) = setns(&self.0, CloneFlags::CLONE_NEWNET) {
+            tracing::error!(error = %e, "cannot return to the own network namespace; aborting");
+            std::process::abort();
+        }
     }
-    Ok(out)
 }
 
 #[cfg(test)]

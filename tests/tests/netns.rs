@@ -31,6 +31,7 @@ fn run_here_enters_and_comes_back_on_the_same_thread() {
         let own = Path::new("/proc/thread-self/ns/net");
         // The process's first thread stays in the original namespace; this one gets its own.
         nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
+        let mine = ns_id(own);
         let other = format!(
             "/proc/{}/task/{}/ns/net",
             std::process::id(),
@@ -49,9 +50,41 @@ fn run_here_enters_and_comes_back_on_the_same_thread() {
             (me, true),
             "ran on this thread, in the other namespace"
         );
-        assert!(is_current(own).unwrap(), "back in its own namespace");
+        assert_eq!(ns_id(own), mine, "back in its own namespace");
         assert!(!is_current(Path::new(&other)).unwrap());
     })
     .join()
     .unwrap();
+}
+
+/// A panic inside `run_here` still brings the thread back to its own namespace.
+#[test]
+fn run_here_comes_back_when_the_work_panics() {
+    if !sriov_tests::gate::need_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let own = Path::new("/proc/thread-self/ns/net");
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
+        let mine = ns_id(own);
+        let other = format!(
+            "/proc/{}/task/{}/ns/net",
+            std::process::id(),
+            std::process::id()
+        );
+        let r = std::panic::catch_unwind(|| {
+            sriov_host::netns::run_here(Path::new(&other), || panic!("work failed"))
+        });
+        assert!(r.is_err(), "the panic reaches the caller");
+        assert_eq!(ns_id(own), mine, "back in its own namespace");
+    })
+    .join()
+    .unwrap();
+}
+
+/// The identity (device, inode) of the namespace file at `p`.
+fn ns_id(p: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap();
+    (m.dev(), m.ino())
 }
