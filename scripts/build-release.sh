@@ -31,8 +31,9 @@ for a in "${arches[@]}"; do
   case $a in
     amd64) triple=x86_64-unknown-linux-gnu machine='Advanced Micro Devices X86-64'
       # --target keeps crt-static off build scripts and proc-macros.
-      flags=(-C target-feature=+crt-static) ;;
-    arm64) triple=aarch64-unknown-linux-musl machine=AArch64 flags=() ;;
+      flags=(-C target-feature=+crt-static) features=() ;;
+    # Without the DRA mode: its TLS stack (ring) needs an aarch64 musl C compiler.
+    arm64) triple=aarch64-unknown-linux-musl machine=AArch64 flags=() features=(--no-default-features) ;;
     *) fail "unknown architecture '$a' (want amd64 or arm64)" ;;
   esac
   if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
@@ -46,11 +47,11 @@ for a in "${arches[@]}"; do
   start=$(date +%s)
   if [ "$cni_triple" = "$triple" ]; then
     echo "== cargo build --release --locked --target $triple (target/dist/$a)"
-    RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" \
+    RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" "${features[@]}" \
       -p sriov-device-plugin -p sriov-cni
   else
     echo "== cargo build --release --locked --target $triple / $cni_triple (target/dist/$a)"
-    RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" \
+    RUSTFLAGS="${flags[*]}" cargo build --release --locked --target "$triple" "${features[@]}" \
       -p sriov-device-plugin
     cargo build --release --locked --target "$cni_triple" -p sriov-cni
   fi

@@ -117,7 +117,8 @@ else
   # at its own path (the paths in .run.sh are host paths), the scenario's output at /lab-out.
   mkdir -p "$root$repo" "$root/lab-out"
   guest_root=(--arch arm64 --root "$root" "--rodir=$repo=$repo")
-  cargo_target=(--target aarch64-unknown-linux-musl)
+  # The device plugin without its DRA mode (ring needs an aarch64 musl C compiler).
+  cargo_target=(--target aarch64-unknown-linux-musl --no-default-features)
   bin_dir=$repo/target/aarch64-unknown-linux-musl/release
 fi
 [ -r "$kernel" ] || die "guest kernel $kernel not readable (run scripts/install-deps.sh $deps)"

@@ -40,8 +40,29 @@ pub enum RegistrationMode {
     Auto,
 }
 
+/// How the node's VFs are offered to pods. The two are exclusive on a node, so a VF is never
+/// allocatable through both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// One device-plugin resource per pool (`arm.com/ps225_dpdk: 1`).
+    Classic,
+    /// Dynamic Resource Allocation: every pooled VF in this node's ResourceSlices, prepared
+    /// for ResourceClaims through the kubelet's DRA plugin API (docs/dra.md).
+    Dra,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Opts {
+    /// classic (device-plugin resources) or dra (ResourceSlices and claims).
+    #[arg(long, value_enum, default_value = "classic")]
+    pub mode: Mode,
+    /// The node's name (dra mode), else the NODE_NAME environment variable (the downward
+    /// API's spec.nodeName).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Parent of the DRA driver's directory `<dir>/sriov.arm.com/` (dra.sock, checkpoint.json).
+    #[arg(long, default_value = "/var/lib/kubelet/plugins")]
+    pub dra_plugins_dir: PathBuf,
     /// Pool config, JSON (upstream resourceList format plus the provision section).
     #[arg(long, default_value = "/etc/pcidp/config.json")]
     pub config: PathBuf,
@@ -54,7 +75,7 @@ pub struct Opts {
     /// Holds kubelet.sock and the plugin sockets (kubelet mode).
     #[arg(long, default_value = "/var/lib/kubelet/device-plugins")]
     pub device_plugins_dir: PathBuf,
-    /// Plugin-watcher registration directory (watcher mode).
+    /// Plugin-watcher registration directory (watcher registration, and dra mode).
     #[arg(long, default_value = "/var/lib/kubelet/plugins_registry")]
     pub plugins_registry_dir: PathBuf,
     /// kubelet, watcher or auto.
@@ -63,10 +84,10 @@ pub struct Opts {
     /// Where NPWG device-info files are written.
     #[arg(long, default_value = "/var/run/k8s.cni.cncf.io/devinfo/dp")]
     pub devinfo_dir: PathBuf,
-    /// Where CDI spec files are written (with --cdi).
+    /// Where CDI spec files are written (with --cdi; in dra mode, one per prepared claim).
     #[arg(long, default_value = "/var/run/cdi")]
     pub cdi_dir: PathBuf,
-    /// Write CDI specs and fill cdi_devices.
+    /// Write CDI specs and fill cdi_devices (classic mode; dra mode always uses CDI).
     #[arg(long)]
     pub cdi: bool,
     /// Default prefix of resource names.

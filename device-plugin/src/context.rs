@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sriov_host::Sysfs;
+use sriov_host::{PciDevice, Sysfs};
 use tokio::sync::broadcast;
 
 use crate::cdi::Cdi;
 use crate::cli::Opts;
 use crate::metrics::Metrics;
-use crate::pool::HostFacts;
+use crate::pool::{HostFacts, PoolCell};
 use crate::route::default_route_netdevs;
 use crate::watch::DirEvent;
 
@@ -67,6 +67,16 @@ pub enum Registration {
         /// Its inotify events (kubelet restarts, our sockets removed).
         events: broadcast::Sender<DirEvent>,
     },
+    /// None: the DRA mode offers the pools' VFs through ResourceSlices instead
+    /// ([`NodeContext::observer`]).
+    Dra,
+}
+
+/// Told about the node after every change (health, devices, pools, config): the DRA mode
+/// publishes the pools' VFs from here.
+pub trait PoolObserver: Send + Sync {
+    /// The pools (in config order) and every device discovered, as they are now.
+    fn changed(&self, pools: &[Arc<PoolCell>], devices: &[PciDevice]);
 }
 
 /// Everything the running node needs besides the config and the devices.
@@ -83,4 +93,6 @@ pub struct NodeContext {
     pub cdi: Option<Arc<Cdi>>,
     /// The daemon's metrics.
     pub metrics: Arc<Metrics>,
+    /// Told about every change (the DRA mode).
+    pub observer: Option<Arc<dyn PoolObserver>>,
 }

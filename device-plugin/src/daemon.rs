@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cdi::Cdi;
-use crate::cli::{Opts, RegistrationMode};
+use crate::cli::{Mode, Opts, RegistrationMode};
 use crate::config::{Config, ConfigError};
 use crate::context::{HostPaths, NodeContext, Registration};
 use crate::events;
@@ -38,13 +38,21 @@ pub enum DaemonError {
     },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[cfg(feature = "dra")]
+    #[error(transparent)]
+    Dra(#[from] crate::dra_mode::DraError),
+    #[error("--mode dra: this build has no DRA mode (built without the `dra` feature)")]
+    NoDra,
 }
 
 impl DaemonError {
-    /// The process exit code (docs/CONTRACT.md): 2 for a bad config, 1 for anything else.
+    /// The process exit code (docs/CONTRACT.md): 2 for a bad config or bad flags, 1 for
+    /// anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_) => 2,
+            DaemonError::Config(_) | DaemonError::NoDra => 2,
+            #[cfg(feature = "dra")]
+            DaemonError::Dra(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -75,6 +83,20 @@ pub fn raise_fd_limit() {
 
 /// Run until SIGTERM or SIGINT; the sockets are removed on the way out.
 pub async fn run(opts: Opts) -> Result<(), DaemonError> {
+    // The DRA mode's flags and credentials first: a mistake there is reported before anything
+    // starts.
+    #[cfg(feature = "dra")]
+    let dra = match opts.mode {
+        Mode::Dra => {
+            let paths = HostPaths::from_opts(&opts);
+            Some(crate::dra_mode::DraMode::start(&opts, &paths).await?)
+        }
+        Mode::Classic => None,
+    };
+    #[cfg(not(feature = "dra"))]
+    if opts.mode == Mode::Dra {
+        return Err(DaemonError::NoDra);
+    }
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     // Event sources first, so nothing that happens while we start is missed (a config change
@@ -92,13 +114,21 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     // Kept until the end: the channel stays open even when every source failed to start.
     let _keep_open = tx;
     let config = Config::load(&opts.config, &opts.resource_prefix)?;
+    let paths = Arc::new(HostPaths::from_opts(&opts));
     let ctx = NodeContext {
-        paths: Arc::new(HostPaths::from_opts(&opts)),
+        paths: paths.clone(),
         config_path: opts.config.clone(),
         resource_prefix: opts.resource_prefix.clone(),
-        registration: registration(&opts)?,
-        cdi: opts.cdi.then(|| Arc::new(Cdi::new(&opts.cdi_dir))),
+        registration: match opts.mode {
+            Mode::Classic => registration(&opts)?,
+            Mode::Dra => Registration::Dra,
+        },
+        cdi: (opts.cdi && opts.mode == Mode::Classic).then(|| Arc::new(Cdi::new(&opts.cdi_dir))),
         metrics: Arc::new(Metrics::new()),
+        #[cfg(feature = "dra")]
+        observer: dra.as_ref().map(|d| d.observer()),
+        #[cfg(not(feature = "dra"))]
+        observer: None,
     };
     let stop = CancellationToken::new();
     if let Some(addr) = opts.metrics_addr {
@@ -111,6 +141,14 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     let (mut node, pending) = Node::start(ctx, stop.clone(), config, &mut events, fail_tx)
         .await
         .map_err(|source| DaemonError::Discovery { root, source })?;
+    // The DRA socket opens once the pools exist (a claim is prepared from them).
+    #[cfg(feature = "dra")]
+    let dra_server = match &dra {
+        Some(d) => Some(d.serve(&opts, paths, stop.clone())?),
+        None => None,
+    };
+    #[cfg(not(feature = "dra"))]
+    drop(paths);
 
     let mut failure = None;
     tokio::select! {
@@ -124,6 +162,13 @@ pub async fn run(opts: Opts) -> Result<(), DaemonError> {
     }
     stop.cancel();
     node.shutdown().await;
+    #[cfg(feature = "dra")]
+    if let Some(d) = dra {
+        if let Some(s) = dra_server {
+            s.finish().await;
+        }
+        d.shutdown().await;
+    }
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),

@@ -16,6 +16,8 @@
 //!   to them (health, pool membership, hot reload); [`lifecycle`]: one pool's server from start
 //!   to stop
 //! - [`context`]: the node context (host paths, registration, CDI, metrics) built once
+//! - [`dra_mode`], [`dra_devices`] (feature `dra`): `--mode dra`, the same pools published as
+//!   ResourceSlices and prepared for ResourceClaims
 //! - [`daemon`]: orchestration; [`inventory`]: the `inventory` subcommand
 
 pub mod allocate;
@@ -24,6 +26,10 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod daemon;
+#[cfg(feature = "dra")]
+pub mod dra_devices;
+#[cfg(feature = "dra")]
+pub mod dra_mode;
 pub mod events;
 pub mod health;
 pub mod inventory;

@@ -68,6 +68,7 @@ impl RunningPool {
                     }
                 })
             }
+            Registration::Dra => tokio::spawn(stop.clone().cancelled_owned()),
             Registration::Kubelet { dir, events } => {
                 let fut = run_kubelet_mode(svc, dir.clone(), events.subscribe(), stop.clone());
                 tokio::spawn(async move {

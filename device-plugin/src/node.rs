@@ -328,12 +328,17 @@ impl Node {
         self.refresh_health();
     }
 
-    /// Re-evaluate every pooled device's health; streams hear only about real changes.
+    /// Re-evaluate every pooled device's health; streams hear only about real changes. The
+    /// observer (DRA mode) hears about the node as it is now.
     fn refresh_health(&self) {
         let checker = Checker::new(&self.ctx.paths.sysfs, &self.links);
         for run in &self.pools {
             let pool = run.cell.get();
             pool.refresh(|d| checker.check(d));
+        }
+        if let Some(o) = &self.ctx.observer {
+            let cells: Vec<_> = self.pools.iter().map(|r| r.cell.clone()).collect();
+            o.changed(&cells, &self.devices);
         }
     }
 

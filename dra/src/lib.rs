@@ -21,5 +21,8 @@ pub mod publish;
 pub mod registration;
 pub mod slice;
 
+/// The Kubernetes client and API types this crate is built with, for its callers.
+pub use {k8s_openapi, kube};
+
 pub use model::{DeviceName, VfDevice};
 pub use slice::{build_slices, SliceTarget, DRIVER_NAME};

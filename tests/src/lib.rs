@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod daemon;
+pub mod fakeapi;
 pub mod fakekernel;
 pub mod fakesys;
 pub mod gate;
