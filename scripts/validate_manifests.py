@@ -298,7 +298,7 @@ def check_nad(doc, pools, claims=frozenset()):
     if "sriov" in types:
         if not res:
             raise Fail(f"{w}: a sriov attachment needs the k8s.v1.cni.cncf.io/resourceName annotation")
-        # With DRA the annotation names a pod's resource claim instead of a pool.
+        # With DRA the annotation names a ResourceClaim instead of a pool.
         if pools is not None and res not in pools and res not in claims:
             raise Fail(f"{w}: resourceName {res} is not a pool of the ConfigMap (pools: {', '.join(sorted(pools))})")
     return name
@@ -427,15 +427,20 @@ def main():
                 if isinstance(d, dict) and d.get("kind") == "NetworkAttachmentDefinition":
                     nad_names.add(d.get("metadata", {}).get("name"))
 
-    # Pod-level resource claim names (spec.resourceClaims[].name): what a DRA attachment's
-    # resourceName annotation names.
+    # ResourceClaim names (objects, and those pods name in spec.resourceClaims[].resourceClaimName):
+    # what a DRA attachment's resourceName annotation names. Multus 4.3 keys DRA devices by the
+    # ResourceClaim object's name (the kubelet's PodResources claim_name), not by the pod's
+    # name for the claim nor by a template's.
     claim_names = set()
     for f, ds in docs.items():
         if isinstance(ds, list):
             for d in ds:
+                if isinstance(d, dict) and d.get("kind") == "ResourceClaim":
+                    claim_names.add((d.get("metadata") or {}).get("name"))
                 if isinstance(d, dict) and d.get("kind") == "Pod":
                     for c in (d.get("spec") or {}).get("resourceClaims") or []:
-                        claim_names.add(c.get("name"))
+                        if c.get("resourceClaimName"):
+                            claim_names.add(c.get("resourceClaimName"))
 
     def check_yaml_file(f):
         ds = docs[f]

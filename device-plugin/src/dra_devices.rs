@@ -1,10 +1,12 @@
 //! What the DRA mode publishes and prepares, from the same pools, health and device-info files
 //! as the classic mode: the node's VFs as [`VfDevice`]s (one per pooled VF, its pool the first
 //! that selects it, its health the pool's live verdict), and [`VfPreparer`], the per-VF part of
-//! Allocate for a claim (driver check, device-info file, the vfio nodes for the CDI spec).
+//! Allocate for a claim (driver check, device-info file, the vfio nodes for the CDI spec). The
+//! device-info file is written twice: under the pool's name, as Allocate does, and under the
+//! ResourceClaim's name, the `resourceName` a Multus attachment of a DRA device carries.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use sriov_dra::cdi::ContainerEdits;
@@ -111,6 +113,32 @@ impl VfPreparer {
             .devinfo_dir
             .join(pool.config.resource.devinfo_file(&pci.to_string()))
     }
+
+    /// The device-info file Multus looks up for an attachment whose NAD names the claim:
+    /// `<devinfo-dir>/<claim name>-<PCI>-device.json` (Multus keys DRA devices by the
+    /// ResourceClaim's name). `None` for a name that is not a DNS subdomain (it never becomes
+    /// part of a path then).
+    fn claim_devinfo_path(&self, claim: &ClaimRef, pci: PciAddress) -> Option<PathBuf> {
+        let n = &claim.name;
+        let ok = !n.is_empty()
+            && n.len() <= 253
+            && n.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+            && !n.starts_with(['-', '.']);
+        ok.then(|| {
+            self.paths
+                .devinfo_dir
+                .join(format!("{n}-{pci}-device.json"))
+        })
+    }
+}
+
+fn remove_if_there(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", path.display())),
+    }
 }
 
 impl DevicePreparer for VfPreparer {
@@ -136,6 +164,19 @@ impl DevicePreparer for VfPreparer {
             ));
         }
         let resp = allocate_checked(&pool, &self.paths, &[pci]).map_err(|e| e.to_string())?;
+        // The same record under the claim's name, for Multus.
+        if let Some(by_claim) = self.claim_devinfo_path(claim, pci) {
+            let from = self.devinfo_path(&pool, pci);
+            let copied = std::fs::read(&from)
+                .and_then(|b| sriov_host::fsio::replace_file(&by_claim, &b, 0o644));
+            if let Err(e) = copied {
+                let _ = remove_if_there(&from);
+                return Err(format!(
+                    "writing device-info file {}: {e}",
+                    by_claim.display()
+                ));
+            }
+        }
         tracing::info!(claim = %claim.uid, pci = %pci, pool = %pool.config.resource, nodes = resp.devices.len(), "VF prepared");
         Ok(ContainerEdits {
             device_nodes: resp.devices.into_iter().map(|d| d.host_path).collect(),
@@ -144,15 +185,12 @@ impl DevicePreparer for VfPreparer {
     }
 
     fn unprepare(&self, claim: &ClaimRef, pci: PciAddress) -> Result<(), String> {
-        // A VF that left every pool had its device-info file removed when it left.
-        let Some(pool) = self.pool_of(pci) else {
-            return Ok(());
-        };
-        let path = self.devinfo_path(&pool, pci);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("removing {}: {e}", path.display())),
+        if let Some(by_claim) = self.claim_devinfo_path(claim, pci) {
+            remove_if_there(&by_claim)?;
+        }
+        // A VF that left every pool had its pool's device-info file removed when it left.
+        if let Some(pool) = self.pool_of(pci) {
+            remove_if_there(&self.devinfo_path(&pool, pci))?;
         }
         tracing::info!(claim = %claim.uid, pci = %pci, "VF unprepared");
         Ok(())

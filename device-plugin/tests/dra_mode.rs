@@ -239,6 +239,10 @@ async fn prepare_and_unprepare_through_the_socket_write_and_remove_cdi_and_devic
     let info: Value = serde_json::from_slice(&std::fs::read(&dpdk_info).unwrap()).unwrap();
     assert_eq!(info["pci"]["pci-address"], "0000:04:10.6", "{info}");
     assert!(net_info.exists());
+    // Multus looks device-info up by the ResourceClaim's name for a DRA attachment.
+    let by_claim = bed.devinfo_dir().join("pod-a-vfs-0000:03:10.1-device.json");
+    let info: Value = serde_json::from_slice(&std::fs::read(&by_claim).unwrap()).unwrap();
+    assert_eq!(info["pci"]["pci-address"], "0000:03:10.1", "{info}");
 
     let resp = dra
         .node_unprepare_resources(NodeUnprepareResourcesRequest {
@@ -249,7 +253,7 @@ async fn prepare_and_unprepare_through_the_socket_write_and_remove_cdi_and_devic
         .into_inner();
     assert_eq!(resp.claims[uid].error, "");
     assert!(!spec_path.exists());
-    assert!(!dpdk_info.exists() && !net_info.exists());
+    assert!(!dpdk_info.exists() && !net_info.exists() && !by_claim.exists());
     drop(plugin);
 }
 
