@@ -9,7 +9,8 @@
 #     kernel VF as net1 through Multus and `sriov` (the NAD names the ResourceClaim), the vfio
 #     VF's nodes in the container through CDI; deleting the pod removes the claims' CDI specs
 #     and device-info files, and the VF netdev comes home;
-#   - a PF losing carrier taints exactly its VFs in the slice, and carrier back clears it;
+#   - a PF losing carrier taints exactly its VFs in the slice, and the kubelet shows the VF of a
+#     pod holding one Unhealthy in the pod's status (DRA health stream); carrier back clears both;
 #   - a ConfigMap change (the dpdk pool removed, then back) changes the slice;
 #   - the driver SIGKILLed while the kubelet's NodePrepareResources call is in flight (process
 #     stopped) comes back, the claim is prepared once, and deleting the pod leaves no claim in
@@ -174,12 +175,24 @@ check "every VF netdev home" vfs_home
 check "no CNI state, IPAM lease or Multus cache left" cni_state_clean
 
 # --- health -------------------------------------------------------------------------------------
-step "PF 0000:04:00.0 loses carrier (wire4 down)"
+step "pod-health holds a vfio VF of PF 0000:04:00.0; the PF loses carrier (wire4 down)"
+require "pod-health Ready" apply_ready pod-health < <(dra_pod_manifest pod-health "" dpdk=vfio-numa1)
+# health_is H: the kubelet shows every device of pod-health's claims as H (DRA health stream,
+# status.containerStatuses[].allocatedResourcesStatus).
+health_is() {
+  kc get pod pod-health -o json |
+    jq -e --arg h "$1" '[.status.containerStatuses[0].allocatedResourcesStatus[]?.resources[]?.health] | length > 0 and all(. == $h)'
+}
+check "pod-health's VF Healthy in its status" wait_for 30 "Healthy in the pod status" health_is Healthy
 innode ip link set wire4 down
 check "8 tainted on 0000-04" wait_for 30 "8 taints" tainted_is 0000-04 8
 check "none tainted on 0000-03" tainted_is 0000-03 0
+check "pod-health's VF Unhealthy in its status" wait_for 30 "Unhealthy in the pod status" health_is Unhealthy
+kc get pod pod-health -o json | jq '.status.containerStatuses[0].allocatedResourcesStatus' >"$SCEN_OUT/health-down.json" || true
 innode ip link set wire4 up
 check "carrier back: no taint" wait_for 30 "no taints" tainted_is 0000 0
+check "pod-health's VF Healthy again" wait_for 30 "Healthy again" health_is Healthy
+require "pod-health deleted" gone pod-health
 
 # --- config ---------------------------------------------------------------------------------------
 step "ConfigMap without the dpdk pool, then back"
@@ -228,7 +241,8 @@ check "checkpoint empty after the pod is gone" wait_for 30 "empty checkpoint" no
 check "no CDI spec left" wait_for 30 "no CDI spec" cdi_specs_is 0
 
 # --- pod-ready time ------------------------------------------------------------------------------
-# burst MODE: 10 pods with one kernel VF each in one apply; each pod's apply -> Ready to
+# burst MODE: 10 pods with one kernel VF each in one apply; each pod's apply -> Ready (one
+# `kubectl wait` per pod, all at once, so a slow pod does not delay the others' figures) to
 # $SCEN_OUT/ready-MODE.
 burst() {
   local mode=$1 i names=() t
@@ -238,9 +252,10 @@ burst() {
     if [ "$mode" = dra ]; then dra_pod_manifest "$i" "" vf=kernel-any; else pod "$i" "" "$NETDEV"; fi
   done | kc apply -f - >/dev/null
   for i in "${names[@]}"; do
-    kc wait --for=condition=Ready "pod/$i" --timeout=180s >/dev/null || return 1
-    echo "$i $(since "$t")" >>"$SCEN_OUT/ready-$mode"
+    (kc wait --for=condition=Ready "pod/$i" --timeout=180s >/dev/null && echo "$i $(since "$t")" >>"$SCEN_OUT/ready-$mode") &
   done
+  wait
+  [ "$(wc -l <"$SCEN_OUT/ready-$mode")" = 10 ] || return 1
   gone "${names[@]}"
 }
 pct() { sort -n | awk '{ v[NR] = $1 } END { i50 = int((NR + 1) / 2); i95 = int(NR * 0.95 + 0.999); printf "p50 %.1fs p95 %.1fs max %.1fs", v[i50], v[i95], v[NR] }'; }
