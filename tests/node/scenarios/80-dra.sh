@@ -15,6 +15,7 @@
 #   - the driver SIGKILLed while the kubelet's NodePrepareResources call is in flight (process
 #     stopped) comes back, the claim is prepared once, and deleting the pod leaves no claim in
 #     the checkpoint and no CDI spec;
+#   - the kubelet restarted: the driver registers again and the node's 16 devices are published;
 #   - pod-ready time, 10 pods with one kernel VF each, DRA against the classic device plugin.
 # Helpers below are called through check/require/wait_for; jq programs use $vars.
 # shellcheck disable=SC2317,SC2016
@@ -239,6 +240,21 @@ require "pod-crash deleted" gone pod-crash
 no_claims() { innode cat "$CHECKPOINT" | jq -e '.claims | length == 0'; }
 check "checkpoint empty after the pod is gone" wait_for 30 "empty checkpoint" no_claims
 check "no CDI spec left" wait_for 30 "no CDI spec" cdi_specs_is 0
+
+# --- the kubelet restarted ------------------------------------------------------------------------
+step "restart the kubelet (it deletes the node's slices at its start; its plugin watcher registers us again)"
+dra_registrations() { local log; log=$(kc -n kube-system logs "$(dra_pod)"); grep -c 'registered with the kubelet as a DRA driver' <<<"$log" || true; }
+more_registrations() { [ "$(dra_registrations)" -gt "$1" ]; }
+slice_uids() { kc get resourceslices -o json | jq -r --arg d "$DRV" '[.items[] | select(.spec.driver == $d) | .metadata.uid] | sort | join(",")'; }
+regs0=$(dra_registrations)
+uids0=$(slice_uids)
+t=$(date +%s.%N)
+stop kubelet TERM
+start_daemon kubelet
+require "node Ready again" wait_for 120 "node Ready" node_ready
+check "the driver registered again" wait_for 60 "a new registration" more_registrations "$regs0"
+check "16 devices in the slices within 90 s" wait_for 90 "16 devices" ndevs_is 16
+note "kubelet restart -> 16 devices in $(since "$t")s; slices $( [ "$(slice_uids)" = "$uids0" ] && echo "kept" || echo "deleted by the kubelet and published again")"
 
 # --- pod-ready time ------------------------------------------------------------------------------
 # burst MODE: 10 pods with one kernel VF each in one apply; each pod's apply -> Ready (one
