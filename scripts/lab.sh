@@ -28,6 +28,9 @@
 # "LAB-RESULT: PASS|FAIL" line the guest wrote; no marker means FAIL, and the timeout kills QEMU
 # and is reported as TIMEOUT. There are no retries.
 #
+# LAB_QEMU_EXTRA adds options to QEMU's command line, for debugging the lab itself (QEMU trace
+# events, a monitor socket; docs/lab.md).
+#
 # Works without a TTY (CI) and from a shell. Needs root for scripts/install-deps.sh; as another
 # user the install step is skipped when the tools are already there.
 set -euo pipefail
@@ -164,13 +167,22 @@ if [ "$arch" = amd64 ]; then
 else
   # vng starts `-M virt -cpu cortex-a57`; QEMU merges this -machine into it. The SMMUv3 sits in
   # front of the PCIe root complex, so the igb PF and its VFs are translated by it.
-  qemu_opts="-machine iommu=smmuv3"
+  # highmem-mmio=off: no PCIe memory window above 4 GiB, so the kernel puts the VFs' 64-bit
+  # BARs below 4 GiB. QEMU 10.0 registers a VF's BARs before it knows their type and decodes
+  # them as 32-bit BARs (upstream "pcie_sriov: Fix broken MMIO accesses from SR-IOV VFs"): a VF
+  # BAR in virt's high window (0x80_0000_0000) is then never mapped, every igbvf register read
+  # returns all-ones, and the VF never completes its reset handshake with the PF (no carrier,
+  # no MAC in the PF's view, "PF still in reset state"). On x86 the VF BARs land below 4 GiB.
+  qemu_opts="-machine iommu=smmuv3,highmem-mmio=off"
 fi
 qemu_opts+=" -device pcie-root-port,id=rp1,slot=1,chassis=1"
 # A hub with only the igb port on it: nothing the NIC sends leaves the VM.
 qemu_opts+=" -netdev hubport,id=n1,hubid=0 -device igb,bus=rp1,netdev=n1"
 # One TCG thread: multi-threaded TCG hung about one boot in six on these machines.
 qemu_opts+=" -accel tcg,thread=single"
+# LAB_QEMU_EXTRA: more QEMU options for debugging the lab itself, e.g. QEMU trace events
+# ("-trace igb_* -D /tmp/qemu-trace.log") or a monitor ("-monitor unix:/tmp/lab-mon,server=on,wait=off").
+qemu_opts+=" ${LAB_QEMU_EXTRA:-}"
 
 guest_pid=""
 # shellcheck disable=SC2317 # a trap handler
