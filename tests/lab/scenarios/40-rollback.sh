@@ -4,8 +4,8 @@
 #   - setup (raw helpers): 4 VFs on igbvf; PF's VF lines, VF0's netdev name, MAC, netns recorded;
 #   - CNI ADD VF0 with a netconf that sets mac, vlan 100 and link_state "enable" (igb does not
 #     support VF link state: EOPNOTSUPP) fails (non-zero exit) with an error JSON of code 101
-#     whose message names the setting (link_state) and the driver's error ("Operation not
-#     supported");
+#     whose message names the setting (link_state) and the driver's error (EOPNOTSUPP: "Operation
+#     not supported (os error 95)", musl builds: "Not supported (os error 95)");
 #   - afterwards VF0 is exactly as before: the PF's VF lines equal the recorded ones (the vlan
 #     applied before link_state was undone; the plugin sets the admin MAC only after the netdev
 #     moved, so it was never set), the netdev is in the host netns under its original name and
@@ -70,8 +70,10 @@ check "ADD fails (non-zero exit status)" test "$rc" != 0
 check "error JSON: code 101" jq -e '.code == 101' "$err"
 msg=$(jq -r '.msg' "$err")
 check "message names the setting: link_state" matches "$msg" '^link_state: '
-check "message carries the driver's error: Operation not supported" \
-  matches "$msg" 'Operation not supported'
+# EOPNOTSUPP in the libc's words: glibc (amd64) "Operation not supported", musl (arm64) "Not
+# supported"; the errno is the same on both.
+check "message carries the driver's error: EOPNOTSUPP (os error 95)" \
+  matches "$msg" '(Operation not supported|Not supported) \(os error 95\)'
 check "no 'undo incomplete' details" jq -e '.details == null' "$err"
 # The plugin's debug log shows the vlan set, then link_state refused, then the vlan undone.
 sed -n '/^== the refused ADD/,$p' "$LAB_OUT/cni.log" >"$LAB_OUT/cni-refused.log"
