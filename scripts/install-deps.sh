@@ -2,8 +2,8 @@
 # Installs what the tests and the lab need on a Debian bookworm machine, idempotently.
 #   scripts/install-deps.sh base   # netns tests: iproute2, CNI reference plugins
 #   scripts/install-deps.sh lab    # + QEMU 10 (backports), the backports kernel, virtme-ng, DPDK
-#   scripts/install-deps.sh arm    # + the aarch64 Rust target, qemu-user (arm64 tests),
-#                                  #   qemu-system-aarch64 and an arm64 guest root with the
+#   scripts/install-deps.sh arm    # + the aarch64 Rust target and C cross compiler, qemu-user
+#                                  #   (arm64 tests), qemu-system-aarch64 and an arm64 guest root with the
 #                                  #   backports arm64 kernel (the lab on an Arm guest)
 # Needs root. Safe to run again: every step checks first.
 set -euo pipefail
@@ -155,7 +155,10 @@ arm() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports \
       qemu-system-arm qemu-user qemu-user-binfmt >/dev/null
   fi
-  apt_install mmdebstrap arch-test binutils
+  # A C compiler for aarch64: ring (rustls' crypto, in sriov-dra) compiles C and assembly. The
+  # glibc cross gcc does for the musl target: ring needs only the compiler's and libc's headers,
+  # and rust-lld links the objects into the static musl test binaries (scripts/test-arm64.sh).
+  apt_install mmdebstrap arch-test binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl; then
     say "rustup target add aarch64-unknown-linux-musl"
     rustup target add aarch64-unknown-linux-musl >/dev/null
