@@ -3,7 +3,7 @@
 # tests in throwaway network namespaces (root), the kubelet's own device manager, a real
 # single-node Kubernetes (scripts/node.sh), the fuzz targets' quick run, and the emulated
 # SR-IOV lab scenarios; then the same for arm64: the tests built for aarch64 under qemu-aarch64,
-# and the lab's discovery, provisioning and CNI scenarios on an Arm guest (SMMUv3).
+# and the lab's product scenarios but the DPDK one (05-60) on an Arm guest (SMMUv3).
 # Installs what it needs first (Debian packages, QEMU, the guest kernels and the arm64 guest
 # root, virtme-ng, the aarch64 Rust target).
 # A test that cannot run here (not root) fails the run: SRIOV_TEST_STRICT=1.
@@ -70,5 +70,5 @@ echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all
 echo "== arm64: the tests built for aarch64, run under qemu-aarch64 (scripts/test-arm64.sh)"
 bash scripts/test-arm64.sh
-echo "== the lab on an Arm guest: discovery, provisioning, CNI kernel and DPDK mode, rollback (scripts/lab.sh --arch arm64 05 10 20 30 40)"
-bash scripts/lab.sh --arch arm64 05 10 20 30 40
+echo "== the lab on an Arm guest: discovery, provisioning, CNI, rollback, health, reload (scripts/lab.sh --arch arm64 05 10 20 30 40 50 60)"
+bash scripts/lab.sh --arch arm64 05 10 20 30 40 50 60
