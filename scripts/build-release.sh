@@ -32,8 +32,13 @@ for a in "${arches[@]}"; do
     amd64) triple=x86_64-unknown-linux-gnu machine='Advanced Micro Devices X86-64'
       # --target keeps crt-static off build scripts and proc-macros.
       flags=(-C target-feature=+crt-static) features=() ;;
-    # Without the DRA mode: its TLS stack (ring) needs an aarch64 musl C compiler.
-    arm64) triple=aarch64-unknown-linux-musl machine=AArch64 flags=() features=(--no-default-features) ;;
+    # The DRA mode's TLS stack (ring) compiles C and assembly: Debian's aarch64 cross gcc
+    # (gcc-aarch64-linux-gnu, scripts/install-deps.sh arm) builds it for the musl target.
+    arm64) triple=aarch64-unknown-linux-musl machine=AArch64 flags=() features=()
+      export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
+      export AR_aarch64_unknown_linux_musl=${AR_aarch64_unknown_linux_musl:-aarch64-linux-gnu-ar}
+      command -v "$CC_aarch64_unknown_linux_musl" >/dev/null ||
+        fail "no C compiler for aarch64 ($CC_aarch64_unknown_linux_musl): run scripts/install-deps.sh arm" ;;
     *) fail "unknown architecture '$a' (want amd64 or arm64)" ;;
   esac
   if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then

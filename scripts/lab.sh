@@ -120,8 +120,10 @@ else
   # at its own path (the paths in .run.sh are host paths), the scenario's output at /lab-out.
   mkdir -p "$root$repo" "$root/lab-out"
   guest_root=(--arch arm64 --root "$root" "--rodir=$repo=$repo")
-  # The device plugin without its DRA mode (ring needs an aarch64 musl C compiler).
-  cargo_target=(--target aarch64-unknown-linux-musl --no-default-features)
+  # ring (the DRA mode's TLS) is compiled by Debian's aarch64 cross gcc (install-deps arm).
+  export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
+  export AR_aarch64_unknown_linux_musl=${AR_aarch64_unknown_linux_musl:-aarch64-linux-gnu-ar}
+  cargo_target=(--target aarch64-unknown-linux-musl)
   bin_dir=$repo/target/aarch64-unknown-linux-musl/release
 fi
 [ -r "$kernel" ] || die "guest kernel $kernel not readable (run scripts/install-deps.sh $deps)"

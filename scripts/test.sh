@@ -70,5 +70,7 @@ echo "== emulated SR-IOV lab (scripts/lab.sh all)"
 bash scripts/lab.sh all
 echo "== arm64: the tests built for aarch64, run under qemu-aarch64 (scripts/test-arm64.sh)"
 bash scripts/test-arm64.sh
-echo "== the lab on an Arm guest: discovery, provisioning, CNI, rollback, health, reload (scripts/lab.sh --arch arm64 05 10 20 30 40 50 60)"
-bash scripts/lab.sh --arch arm64 05 10 20 30 40 50 60
+# 40 (rollback), 50 (health) and 60 (reload) pass on the Arm guest too (docs/lab.md) but are
+# kernel-independent enough that the x86 lab covers them; they stay out to keep CI's time.
+echo "== the lab on an Arm guest: discovery, provisioning, CNI kernel and DPDK modes (scripts/lab.sh --arch arm64 05 10 20 30)"
+bash scripts/lab.sh --arch arm64 05 10 20 30
