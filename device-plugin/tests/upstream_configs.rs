@@ -25,35 +25,12 @@ use sriov_tests::kubelet::TestKubelet;
 const TARBALL: &str = "sriov-network-device-plugin-v3.11.0.tar.gz";
 const EXPECTED: &str = include_str!("upstream_configs.expected");
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sriov_tests::upstream::repo_root;
 
 /// The unpacked README.md and docs/ of the tarball, or `None` (SKIPPED) when it is missing
 /// outside CI.
 fn unpack(into: &Path) -> Option<PathBuf> {
-    let dir = std::env::var_os("SRIOV_UPSTREAM_DIR")
-        .map_or_else(|| repo_root().join("../shared/upstream"), PathBuf::from);
-    let tarball = dir.join(TARBALL);
-    if !tarball.is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing (set SRIOV_UPSTREAM_DIR)",
-            tarball.display()
-        );
-        eprintln!("SKIPPED: {} is missing", tarball.display());
-        return None;
-    }
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(into)
-        .args(["--wildcards", "*/README.md", "*/docs/*"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "tar -xzf {}", tarball.display());
-    Some(into.join("sriov-network-device-plugin-v3.11.0"))
+    sriov_tests::upstream::unpack_docs(TARBALL, "sriov-network-device-plugin-v3.11.0", into)
 }
 
 /// Every config in one file, in order: ```json blocks holding a `resourceList`, YAML

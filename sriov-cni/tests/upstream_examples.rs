@@ -28,7 +28,6 @@ mod multus;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use multus::{Multus, IFNAME};
@@ -49,44 +48,12 @@ const PF_SIDE: &[&str] = &[
     "max_tx_rate",
 ];
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sriov_tests::upstream::repo_root;
 
 /// The unpacked README.md and docs/ of the tarball, or `None` (SKIPPED) when it is missing
 /// outside CI.
 fn unpack(into: &Path) -> Option<PathBuf> {
-    // Next to the checkout (`../shared/upstream`), or next to the folder of worktrees.
-    let dir = std::env::var_os("SRIOV_UPSTREAM_DIR").map_or_else(
-        || {
-            ["../shared/upstream", "../../shared/upstream"]
-                .map(|d| repo_root().join(d))
-                .into_iter()
-                .find(|d| d.join(TARBALL).is_file())
-                .unwrap_or_else(|| repo_root().join("../shared/upstream"))
-        },
-        PathBuf::from,
-    );
-    let tarball = dir.join(TARBALL);
-    if !tarball.is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing (set SRIOV_UPSTREAM_DIR)",
-            tarball.display()
-        );
-        eprintln!("SKIPPED: {} is missing", tarball.display());
-        return None;
-    }
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(into)
-        .args(["--wildcards", "*/README.md", "*/docs/*"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "tar -xzf {}", tarball.display());
-    Some(into.join("sriov-cni-v2.10.0"))
+    sriov_tests::upstream::unpack_docs(TARBALL, "sriov-cni-v2.10.0", into)
 }
 
 /// One example: a netconf (with the NAD's resource, if it came as a NAD), or a pod's runtime

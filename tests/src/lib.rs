@@ -12,3 +12,4 @@ pub mod lab;
 pub mod netbed;
 pub mod promtext;
 pub mod schema;
+pub mod upstream;
