@@ -16,7 +16,7 @@ use kubelet_proto::pluginregistration::registration_client::RegistrationClient;
 use kubelet_proto::pluginregistration::{InfoRequest, RegistrationStatus};
 use serde_json::{json, Value};
 use sriov_tests::fakeapi::FakeApi;
-use sriov_tests::fakesys::{Dev, FakeSysfs, BRCM, PS225_PF, PS225_VF};
+use sriov_tests::fakesys::{Dev, FakeSysfs, BRCM, PS225_VF};
 use sriov_tests::netbed;
 
 const NODE: &str = "node-a";
@@ -325,18 +325,7 @@ fn bad_dra_flags_are_refused_with_what_to_do() {
 /// Two PFs as veths in a throwaway netns (`pf0` at 0000:03:00.0, `pf1` at 0000:04:00.0), four
 /// VFs each, one pool.
 fn link_node(nb: &netbed::Bed) -> Bed {
-    nb.ip_host(&["link", "set", "pf0peer", "up"]);
-    nb.ip_host(&[
-        "link", "add", "pf1", "type", "veth", "peer", "name", "pf1peer",
-    ]);
-    nb.ip_host(&["link", "set", "pf1", "up"]);
-    nb.ip_host(&["link", "set", "pf1peer", "up"]);
-    nb.sys.add_pf(
-        &Dev::new("0000:04:00.0", BRCM, PS225_PF)
-            .driver("bnxt_en")
-            .netdev("pf1"),
-        8,
-    );
+    nb.add_second_pf();
     for (pf, bus) in [(netbed::PF_PCI, 3), ("0000:04:00.0", 4)] {
         for i in 0..4u32 {
             let a = format!("0000:{bus:02x}:10.{i}");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kubelet_proto::v1beta1::Device;
-use sriov_tests::fakesys::{Dev, FakeSysfs, BRCM, PS225_PF, PS225_VF};
+use sriov_tests::fakesys::{Dev, FakeSysfs, BRCM, PS225_VF};
 use sriov_tests::kubelet::TestKubelet;
 use sriov_tests::netbed;
 
@@ -30,18 +30,7 @@ fn all(devs: &[Device], prefix: &str, h: &str) -> bool {
 /// Two PFs (`pf0` at 0000:03:00.0, `pf1` at 0000:04:00.0, both veths with their peers up), four
 /// bnxt_en VFs each; VF 0 of pf0 has a real veth netdev `vf0`.
 fn node(nb: &netbed::Bed) -> Bed {
-    nb.ip_host(&["link", "set", "pf0peer", "up"]);
-    nb.ip_host(&[
-        "link", "add", "pf1", "type", "veth", "peer", "name", "pf1peer",
-    ]);
-    nb.ip_host(&["link", "set", "pf1", "up"]);
-    nb.ip_host(&["link", "set", "pf1peer", "up"]);
-    nb.sys.add_pf(
-        &Dev::new("0000:04:00.0", BRCM, PS225_PF)
-            .driver("bnxt_en")
-            .netdev("pf1"),
-        8,
-    );
+    nb.add_second_pf();
     nb.add_vf(0);
     for i in 1..4u32 {
         let (a, n) = (format!("0000:03:10.{i}"), format!("pf0v{i}"));

@@ -19,6 +19,8 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// The PF stand-in's PCI address and netdev name in every bed.
 pub const PF_PCI: &str = "0000:03:00.0";
 pub const PF_NETDEV: &str = "pf0";
+/// The second PF's PCI address (`add_second_pf`); its netdev is `pf1`.
+pub const PF1_PCI: &str = "0000:04:00.0";
 /// Where Debian's reference plugins live.
 pub const CNI_PATH: &str = "/usr/lib/cni";
 
@@ -148,6 +150,23 @@ impl Bed {
         let mut a = vec!["-n", self.host.as_str()];
         a.extend_from_slice(args);
         ip(&a)
+    }
+
+    /// Both PFs' links carrying carrier: `pf0`'s peer set up, and a second PF, the veth `pf1`
+    /// (peer `pf1peer`, both up) at `PF1_PCI`, a PS225 PF with 8 total VFs and none created.
+    pub fn add_second_pf(&self) {
+        self.ip_host(&["link", "set", "pf0peer", "up"]);
+        self.ip_host(&[
+            "link", "add", "pf1", "type", "veth", "peer", "name", "pf1peer",
+        ]);
+        self.ip_host(&["link", "set", "pf1", "up"]);
+        self.ip_host(&["link", "set", "pf1peer", "up"]);
+        self.sys.add_pf(
+            &Dev::new(PF1_PCI, BRCM, PS225_PF)
+                .driver("bnxt_en")
+                .netdev("pf1"),
+            8,
+        );
     }
 
     /// VF `index` of the PF: PCI `0000:03:10.<index>` (`0000:03:11.0` from index 8 on),
